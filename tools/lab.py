@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""The lab: Debian systemd containers that behave like small VMs.
+
+One mechanism for everything that needs test hosts: `make lab` (the hosts of
+inventories/lab), the pytest suites and the molecule scenarios (through
+molecule/shared/create.yml and destroy.yml).
+
+    lab.py engine                      start a Docker engine if none answers
+    lab.py image [--release R]         build the base image once per recipe
+    lab.py up   [--name N] (--inventory DIR | HOST ...)
+    lab.py down [--name N]
+    lab.py status [--name N]
+
+Hosts of one lab share a Docker network `scalecorp-<name>` and carry the label
+`scalecorp.lab=<name>`; their container names are the inventory host names, so
+the inventory reaches them with the community.docker.docker connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE_REPO = "scalecorp-lab/debian"
+LABEL = "scalecorp.lab"
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+DEFAULT_RELEASE = "bookworm"
+RELEASES = ("bookworm", "trixie")
+# What debootstrap puts in the image: a bare Debian host that Ansible can manage.
+PACKAGES = (
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "python3",
+    "python3-apt",
+    "sudo",
+    "iproute2",
+    "procps",
+    "ca-certificates",
+    "less",
+)
+# Units that make no sense in a container and only slow the boot down.
+MASKED_UNITS = (
+    "getty@tty1.service",
+    "console-getty.service",
+    "systemd-modules-load.service",
+    "systemd-udevd.service",
+    "systemd-udev-trigger.service",
+    "systemd-remount-fs.service",
+    "sys-kernel-debug.mount",
+    "sys-kernel-tracing.mount",
+    "dev-hugepages.mount",
+)
+# The container flags that give systemd as PID 1 what it needs (measured; see
+# docs/architecture.md). --privileged fails here: the kernel refuses CAP_SYS_RESOURCE.
+RUN_FLAGS = (
+    "--cap-add",
+    "ALL",
+    "--cap-drop",
+    "SYS_RESOURCE",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--security-opt",
+    "apparmor=unconfined",
+    "--cgroupns=host",
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs",
+    "/run",
+    "--tmpfs",
+    "/run/lock",
+    "--tmpfs",
+    "/tmp:exec",
+    "--stop-signal",
+    "SIGRTMIN+3",
+)
+
+
+def log(msg: str) -> None:
+    print(f"[lab] {msg}", flush=True)
+
+
+def run(cmd: list[str], check: bool = True, capture: bool = False, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=check, text=True, capture_output=capture, **kw)
+
+
+def docker(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
+    return run(["docker", *args], check=check, capture=capture)
+
+
+# --------------------------------------------------------------------------- engine
+def engine_up() -> bool:
+    return shutil.which("docker") is not None and docker("info", check=False).returncode == 0
+
+
+def cmd_engine(_args: argparse.Namespace) -> None:
+    if engine_up():
+        return
+    if not shutil.which("dockerd") or not shutil.which("debootstrap"):
+        log("installing docker.io and debootstrap from Debian")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        run(["apt-get", "update", "-qq"], env=env)
+        run(["apt-get", "install", "-y", "-qq", "docker.io", "debootstrap"], env=env, capture=True)
+    if engine_up():
+        return
+    log("starting dockerd (no systemd on this machine: started directly)")
+    logf = open("/var/log/dockerd.log", "ab")  # noqa: SIM115 - handed to the daemon
+    subprocess.Popen(["dockerd"], stdout=logf, stderr=logf, start_new_session=True)
+    for _ in range(60):
+        if engine_up():
+            log("docker engine is up")
+            return
+        time.sleep(1)
+    sys.exit("dockerd did not answer within 60 s; see /var/log/dockerd.log")
+
+
+# --------------------------------------------------------------------------- image
+def apt_mirror() -> str:
+    """The Debian mirror the controller's own apt sources use."""
+    candidates = sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
+    for path in candidates:
+        for line in path.read_text().splitlines():
+            if line.startswith("URIs:") and "security" not in line:
+                return line.split()[1]
+    legacy = Path("/etc/apt/sources.list")
+    if legacy.exists():
+        for line in legacy.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "deb" and "security" not in parts[1]:
+                return parts[1]
+    return "http://deb.debian.org/debian"
+
+
+def recipe_digest(release: str) -> str:
+    h = hashlib.sha256()
+    h.update(release.encode())
+    h.update(" ".join(PACKAGES).encode())
+    h.update(" ".join(MASKED_UNITS).encode())
+    h.update(inspect.getsource(build_image).encode())
+    if CA_BUNDLE.exists():
+        h.update(CA_BUNDLE.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def image_tag(release: str) -> str:
+    return f"{IMAGE_REPO}:{release}-{recipe_digest(release)}"
+
+
+def image_exists(tag: str) -> bool:
+    return docker("image", "inspect", tag, check=False).returncode == 0
+
+
+def build_image(release: str) -> str:
+    tag = image_tag(release)
+    if image_exists(tag):
+        return tag
+    mirror = apt_mirror()
+    log(f"building {tag} with debootstrap from {mirror} (once per recipe)")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="lab-rootfs-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(PACKAGES)}",
+                release,
+                str(rootfs),
+                mirror,
+            ],
+            capture=True,
+        )
+        # Hosts of the lab trust the same CA bundle as the controller (pip needs it).
+        if CA_BUNDLE.exists():
+            shutil.copy(CA_BUNDLE, rootfs / "usr/local/share/ca-certificates/controller-bundle.crt")
+            (rootfs / "etc/pip.conf").write_text(
+                "[global]\ncert = /usr/local/share/ca-certificates/controller-bundle.crt\n"
+            )
+        (rootfs / "etc/apt/sources.list").write_text(f"deb {mirror} {release} main\n")
+        (rootfs / "etc/machine-id").write_text("")
+        for unit in MASKED_UNITS:
+            link = rootfs / "etc/systemd/system" / unit
+            link.unlink(missing_ok=True)
+            link.symlink_to("/dev/null")
+        # Package lists are part of the image, as on any installed host.
+        run(["chroot", str(rootfs), "apt-get", "update", "-qq"], capture=True)
+        run(["chroot", str(rootfs), "apt-get", "clean"], capture=True)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        run(
+            ["docker", "import", "-c", 'CMD ["/lib/systemd/systemd"]', "-", tag],
+            stdin=tar.stdout,
+            capture=True,
+        )
+        tar.wait()
+    log(f"built {tag} in {time.monotonic() - started:.0f} s")
+    return tag
+
+
+def cmd_image(args: argparse.Namespace) -> None:
+    cmd_engine(args)
+    print(build_image(args.release))
+
+
+# --------------------------------------------------------------------------- hosts
+def inventory_hosts(inventory: str) -> dict[str, dict]:
+    """Hosts of an inventory with their variables (lab_release may pick the OS)."""
+    ansible_inventory = shutil.which("ansible-inventory") or str(Path(sys.executable).parent / "ansible-inventory")
+    out = run([ansible_inventory, "-i", inventory, "--list"], capture=True, cwd=ROOT).stdout
+    data = json.loads(out)
+    hostvars = data.get("_meta", {}).get("hostvars", {})
+    names: set[str] = set(hostvars)
+    for group, body in data.items():
+        if group != "_meta" and isinstance(body, dict):
+            names.update(body.get("hosts", []))
+    return {name: hostvars.get(name, {}) for name in sorted(names)}
+
+
+def lab_containers(name: str) -> list[str]:
+    out = docker("ps", "-a", "--filter", f"label={LABEL}={name}", "--format", "{{.Names}}").stdout
+    return sorted(line for line in out.splitlines() if line)
+
+
+def wait_booted(hosts: list[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(hosts)
+    while pending and time.monotonic() < deadline:
+        for host in sorted(pending):
+            res = docker("exec", host, "systemctl", "is-system-running", check=False)
+            if res.stdout.strip() in ("running", "degraded"):
+                pending.discard(host)
+        if pending:
+            time.sleep(0.5)
+    if pending:
+        sys.exit(f"hosts did not finish booting within {timeout:.0f} s: {', '.join(sorted(pending))}")
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    cmd_engine(args)
+    hosts: dict[str, dict] = {}
+    for spec in args.hosts:  # NAME or NAME:RELEASE
+        name, _, release = spec.partition(":")
+        hosts[name] = {"lab_release": release} if release else {}
+    if args.inventory:
+        hosts.update(inventory_hosts(args.inventory))
+    if not hosts:
+        sys.exit("nothing to start: give --inventory or host names")
+    network = f"scalecorp-{args.name}"
+    if docker("network", "inspect", network, check=False).returncode != 0:
+        docker("network", "create", "--label", f"{LABEL}={args.name}", network)
+    started = time.monotonic()
+    created = []
+    for host, hvars in hosts.items():
+        release = hvars.get("lab_release", args.release)
+        if release not in RELEASES:
+            sys.exit(f"{host}: lab_release must be one of {', '.join(RELEASES)}, not {release!r}")
+        tag = build_image(release)
+        state = docker("inspect", "-f", "{{.State.Running}} {{.Config.Image}}", host, check=False)
+        if state.returncode == 0:
+            running, image = state.stdout.split()
+            if image != tag:
+                log(f"{host}: image recipe changed, recreating")
+                docker("rm", "-f", host)
+            elif running == "true":
+                continue
+            else:
+                docker("start", host)
+                created.append(host)
+                continue
+        docker(
+            "run",
+            "-d",
+            "--name",
+            host,
+            "--hostname",
+            host,
+            "--network",
+            network,
+            "--label",
+            f"{LABEL}={args.name}",
+            *RUN_FLAGS,
+            tag,
+            "/lib/systemd/systemd",
+        )
+        created.append(host)
+    wait_booted(list(hosts))
+    if created:
+        log(f"{len(created)} host(s) up in {time.monotonic() - started:.0f} s: {', '.join(created)}")
+    else:
+        log(f"all {len(hosts)} host(s) already up")
+
+
+def cmd_down(args: argparse.Namespace) -> None:
+    if not engine_up():
+        return
+    names = lab_containers(args.name)
+    if names:
+        docker("rm", "-f", "-v", *names)
+        log(f"removed {len(names)} host(s): {', '.join(names)}")
+    network = f"scalecorp-{args.name}"
+    if docker("network", "inspect", network, check=False).returncode == 0:
+        docker("network", "rm", network)
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    if not engine_up():
+        print("docker engine: not running")
+        return
+    for host in lab_containers(args.name):
+        fmt = "{{.State.Status}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+        state, _, addr = docker("inspect", "-f", fmt, host).stdout.strip().partition(" ")
+        print(f"{host:20} {state:10} {addr}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("engine").set_defaults(func=cmd_engine)
+    p = sub.add_parser("image")
+    p.add_argument("--release", default=DEFAULT_RELEASE, choices=RELEASES)
+    p.set_defaults(func=cmd_image)
+    p = sub.add_parser("up")
+    p.add_argument("--name", default="lab")
+    p.add_argument("--inventory")
+    p.add_argument("--release", default=DEFAULT_RELEASE, choices=RELEASES)
+    p.add_argument("hosts", nargs="*", metavar="HOST[:RELEASE]")
+    p.set_defaults(func=cmd_up)
+    for verb, func in (("down", cmd_down), ("status", cmd_status)):
+        p = sub.add_parser(verb)
+        p.add_argument("--name", default="lab")
+        p.set_defaults(func=func)
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
