@@ -183,9 +183,7 @@ def build_image(release: str) -> str:
         # Hosts of the lab trust the same CA bundle as the controller (pip needs it).
         if CA_BUNDLE.exists():
             shutil.copy(CA_BUNDLE, rootfs / "usr/local/share/ca-certificates/controller-bundle.crt")
-            (rootfs / "etc/pip.conf").write_text(
-                "[global]\ncert = /usr/local/share/ca-certificates/controller-bundle.crt\n"
-            )
+            (rootfs / "etc/pip.conf").write_text("[global]\ncert = /usr/local/share/ca-certificates/controller-bundle.crt\n")
         (rootfs / "etc/apt/sources.list").write_text(f"deb {mirror} {release} main\n")
         (rootfs / "etc/machine-id").write_text("")
         for unit in MASKED_UNITS:
@@ -321,6 +319,68 @@ def cmd_status(args: argparse.Namespace) -> None:
         print(f"{host:20} {state:10} {addr}")
 
 
+# group -> (service, port, scheme) shown by `summary` when something listens there.
+SERVICES = (
+    ("loadbalancer", "Airflow UI and API (nginx)", 443, "https"),
+    ("airflow_api", "Airflow API server", 8080, "http"),
+    ("airflow_flower", "Flower", 5555, "http"),
+    ("prometheus", "Prometheus", 9090, "http"),
+    ("alertmanager", "Alertmanager", 9093, "http"),
+    ("grafana", "Grafana", 3000, "http"),
+    ("postgresql", "PostgreSQL", 5432, "postgresql"),
+    ("redis", "Redis", 6379, "redis"),
+    ("redis_sentinel", "Redis Sentinel", 26379, "redis"),
+)
+
+
+def host_groups(inventory: str) -> dict[str, list[str]]:
+    ansible_inventory = shutil.which("ansible-inventory") or str(Path(sys.executable).parent / "ansible-inventory")
+    data = json.loads(run([ansible_inventory, "-i", inventory, "--list"], capture=True, cwd=ROOT).stdout)
+    result: dict[str, list[str]] = {}
+
+    def walk(group: str) -> list[str]:
+        body = data.get(group, {})
+        hosts = list(body.get("hosts", []))
+        for child in body.get("children", []):
+            hosts += walk(child)
+        return hosts
+
+    for group in data:
+        if group != "_meta":
+            for host in walk(group):
+                result.setdefault(host, [])
+                if group not in ("all", "ungrouped") and group not in result[host]:
+                    result[host].append(group)
+    return result
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    """What is up and where: hosts, their groups, and the services that listen."""
+    groups = host_groups(args.inventory)
+    print(f"\nLab '{args.name}': {len(groups)} hosts")
+    print(f"{'host':12} {'state':8} {'address':15} groups")
+    listening: dict[str, str] = {}
+    addresses: dict[str, str] = {}
+    for host in sorted(groups):
+        fmt = "{{.State.Status}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+        res = docker("inspect", "-f", fmt, host, check=False)
+        state, _, addr = res.stdout.strip().partition(" ") if res.returncode == 0 else ("missing", "", "")
+        addresses[host] = addr
+        if state == "running":
+            listening[host] = docker("exec", host, "ss", "-Hltn", check=False).stdout
+        print(f"{host:12} {state:8} {addr:15} {', '.join(sorted(groups[host]))}")
+    print("\nServices")
+    shown = 0
+    for group, name, port, scheme in SERVICES:
+        for host in sorted(h for h, g in groups.items() if group in g):
+            if f":{port} " in listening.get(host, ""):
+                print(f"  {name:28} {scheme}://{addresses[host]}:{port}  ({host})")
+                shown += 1
+    if not shown:
+        print("  (no service listens yet)")
+    print("\nSecrets (passwords, keys): group_vars/all/secrets.yml of the inventory")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -334,6 +394,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--release", default=DEFAULT_RELEASE, choices=RELEASES)
     p.add_argument("hosts", nargs="*", metavar="HOST[:RELEASE]")
     p.set_defaults(func=cmd_up)
+    p = sub.add_parser("summary")
+    p.add_argument("--name", default="lab")
+    p.add_argument("--inventory", default="inventories/lab")
+    p.set_defaults(func=cmd_summary)
     for verb, func in (("down", cmd_down), ("status", cmd_status)):
         p = sub.add_parser(verb)
         p.add_argument("--name", default="lab")

@@ -9,7 +9,7 @@ import tempfile
 
 import yaml
 from ansible.errors import AnsibleActionFail
-from ansible.module_utils.common.text.converters import to_bytes, to_text
+from ansible.module_utils.common.text.converters import to_bytes
 from ansible.parsing.vault import VaultLib, is_encrypted_file
 from ansible.plugins.action import ActionBase
 
@@ -65,10 +65,15 @@ class ActionModule(ActionBase):
             encrypted=want_encrypted if rewrite else was_encrypted,
             count=len(merged),
         )
-        if not rewrite or self._task.check_mode:
+        if not rewrite:
+            return result
+        if self._task.check_mode:
+            # Nothing is written; hand the would-be values to the run so that the
+            # rest of a check-mode run can template (the caller keeps it no_log).
+            result["secrets"] = {str(k): str(v) for k, v in merged.items()}
             return result
 
-        text = HEADER + yaml.safe_dump({var_name: {k: to_text(v) for k, v in sorted(merged.items())}}, default_flow_style=False)
+        text = HEADER + yaml.safe_dump({str(var_name): {str(k): str(v) for k, v in sorted(merged.items())}}, default_flow_style=False)
         payload = to_bytes(text)
         if want_encrypted:
             payload = VaultLib(vault.secrets).encrypt(payload)

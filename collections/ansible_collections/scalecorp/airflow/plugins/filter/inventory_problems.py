@@ -4,14 +4,12 @@
 
 from __future__ import annotations
 
-from ansible_collections.scalecorp.airflow.plugins.module_utils.inventory import inventory_problems
-
 DOCUMENTATION = r"""
 name: inventory_problems
 short_description: Check an inventory against the groups the collection expects
 version_added: 0.1.0
 description:
-  - Returns the errors and warnings of an inventory: missing groups, airflow_* groups
+  - Returns the errors and warnings of an inventory, that is missing groups, airflow_* groups
     that are not children of C(airflow), the number of PostgreSQL primaries and Redis
     masters, role variables on hosts outside their group, and an even or too small
     number of Redis sentinels.
@@ -37,6 +35,8 @@ _value:
   description: A dict with C(errors) and C(warnings), each a list of messages.
   type: dict
 """
+
+from ansible_collections.scalecorp.airflow.plugins.module_utils.inventory import inventory_problems
 
 
 def _inventory_problems(groups, hostvars):

@@ -59,9 +59,7 @@ def inventory_problems(groups: dict, hostvars: dict) -> dict:
     for name in AIRFLOW_GROUPS:
         for host in _members(groups, name):
             if host not in airflow:
-                errors.append(
-                    f"host '{host}' is in '{name}' but not in group 'airflow': make every airflow_* group a child of 'airflow'"
-                )
+                errors.append(f"host '{host}' is in '{name}' but not in group 'airflow': make every airflow_* group a child of 'airflow'")
 
     for var, group, values, unique in ROLE_VARIABLES:
         members = _members(groups, group)
@@ -83,7 +81,8 @@ def inventory_problems(groups: dict, hostvars: dict) -> dict:
     sentinels = _members(groups, "redis_sentinel")
     if sentinels and (len(sentinels) < 3 or len(sentinels) % 2 == 0):
         errors.append(
-            f"group 'redis_sentinel' needs an odd number of hosts, at least 3, for a majority quorum; found {len(sentinels)}: {', '.join(sentinels)}"
+            "group 'redis_sentinel' needs an odd number of hosts, at least 3, for a majority quorum; "
+            f"found {len(sentinels)}: {', '.join(sentinels)}"
         )
 
     for name in HA_GROUPS:

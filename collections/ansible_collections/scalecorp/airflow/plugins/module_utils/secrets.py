@@ -15,7 +15,7 @@ ALNUM = string.ascii_letters + string.digits
 
 def _alnum(length: int = 40) -> str:
     # 40 characters of 62 symbols: about 238 bits.
-    return "".join(secrets.choice(ALNUM) for _ in range(length))
+    return "".join(secrets.choice(ALNUM) for _index in range(length))
 
 
 def _fernet() -> str:

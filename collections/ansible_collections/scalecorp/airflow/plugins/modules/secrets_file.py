@@ -37,13 +37,17 @@ options:
     default: auto
 attributes:
   check_mode:
+    description: Reports which secrets would be generated without writing the file.
     support: full
   diff_mode:
+    description: Never shows a diff; the values are secret.
     support: none
   platform:
+    description: Runs on the controller.
+    support: full
     platforms: posix
 author:
-  - ScaleCorp Platform Team
+  - ScaleCorp Platform Team (@scalecorp)
 """
 
 EXAMPLES = r"""
@@ -71,6 +75,11 @@ encrypted:
   description: Whether the file is vault-encrypted.
   returned: always
   type: bool
+secrets:
+  description: In check mode, when the file would be written, the secrets the run would use
+    (not written anywhere). Keep the task C(no_log).
+  returned: check mode, when the file would change
+  type: dict
 count:
   description: Number of secrets in the file.
   returned: always

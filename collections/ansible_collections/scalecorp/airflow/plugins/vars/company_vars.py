@@ -4,13 +4,6 @@
 
 from __future__ import annotations
 
-import os
-
-from ansible import constants as C
-from ansible.inventory.group import InventoryObjectType
-from ansible.plugins.vars import BaseVarsPlugin
-from ansible.utils.vars import combine_vars
-
 DOCUMENTATION = r"""
 name: company_vars
 version_added: 0.1.0
@@ -47,6 +40,14 @@ options:
     env:
       - name: ANSIBLE_VARS_PLUGIN_STAGE
 """
+
+
+import os
+
+from ansible import constants as C
+from ansible.inventory.group import InventoryObjectType
+from ansible.plugins.vars import BaseVarsPlugin
+from ansible.utils.vars import combine_vars
 
 
 def _group_vars(loader, directory: str, groups: list) -> dict:

@@ -1,0 +1,49 @@
+# The two commands of the README, and the pieces they are made of.
+#   make lab    lab hosts up, site.yml on them, URLs printed (the main job)
+#   make test   the whole suite: lint, sanity, unit, molecule, lab cluster
+SHELL := /bin/bash
+VENV := $(CURDIR)/.venv
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_FORCE_COLOR ?= 0
+LAB_INVENTORY ?= inventories/lab
+
+.PHONY: lab test bootstrap lab-up lab-down lab-status lint unit docs lock collection
+
+lab: bootstrap lab-up
+	ansible-playbook -i $(LAB_INVENTORY) playbooks/site.yml
+	@python tools/lab.py summary --inventory $(LAB_INVENTORY)
+
+test: bootstrap
+	python -m pytest
+
+bootstrap:
+	@tools/bootstrap.sh
+
+lab-up: bootstrap
+	python tools/lab.py up --inventory $(LAB_INVENTORY)
+
+lab-down:
+	python tools/lab.py down
+
+lab-status:
+	python tools/lab.py status
+
+lint: bootstrap
+	python -m pytest -m lint
+
+unit: bootstrap
+	python -m pytest -m unit
+
+docs: bootstrap
+	python tools/gen_variables_doc.py
+
+# Regenerate the full pinned toolchain from requirements.in (needs PyPI).
+lock:
+	rm -rf .cache/lock-venv && python3 -m venv .cache/lock-venv
+	.cache/lock-venv/bin/pip install --quiet -r requirements.in
+	{ echo '# Full pinned controller toolchain (python 3.11), generated from requirements.in by `make lock`.'; \
+	  .cache/lock-venv/bin/pip freeze; } > requirements.txt
+
+collection: bootstrap
+	ansible-galaxy collection build --force --output-path .cache collections/ansible_collections/scalecorp/airflow

@@ -1,0 +1,69 @@
+"""Shared helpers of the test suite: run the project's own commands, read their output."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+COLLECTION = ROOT / "collections/ansible_collections/scalecorp/airflow"
+ROLES = COLLECTION / "roles"
+LAB_INVENTORY = ROOT / "inventories/lab"
+LAB_SECRETS = LAB_INVENTORY / "group_vars/all/secrets.yml"
+RECAP = re.compile(
+    r"^(?P<host>\S+)\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)",
+    re.M,
+)
+
+
+def env(**extra: str) -> dict:
+    e = dict(os.environ)
+    e["PATH"] = f"{VENV_BIN}{os.pathsep}{e.get('PATH', '')}"
+    e["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    e["ANSIBLE_FORCE_COLOR"] = "0"
+    e["ANSIBLE_NOCOLOR"] = "1"
+    e["PY_COLORS"] = "0"
+    e.update(extra)
+    return e
+
+
+def run(cmd: list[str], cwd: Path = ROOT, timeout: float = 1800, **extra_env: str) -> subprocess.CompletedProcess:
+    """Run a command of the project; its output is printed when a test fails."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env(**extra_env), text=True, capture_output=True, timeout=timeout, check=False)
+    print(f"$ {' '.join(cmd)}\n--- rc={proc.returncode}\n{proc.stdout[-20000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def playbook(path: str, *args: str, inventory: str | Path = LAB_INVENTORY, **extra_env: str) -> subprocess.CompletedProcess:
+    return run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(ROOT / path), *args], **extra_env)
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP of an ansible-playbook run: host -> counters."""
+    return {m["host"]: {k: int(v) for k, v in m.groupdict().items() if k != "host"} for m in RECAP.finditer(output)}
+
+
+def lab_secrets() -> dict:
+    return yaml.safe_load(LAB_SECRETS.read_text())["scalecorp_secrets"]
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """The lab cluster as `make lab` (the README's main command) leaves it.
+
+    Brought down at the end of the session unless SCALECORP_KEEP_LAB=1.
+    """
+    if not shutil.which("docker"):
+        pytest.fail("docker is missing: run tools/bootstrap.sh (make test does)")
+    proc = run(["make", "--no-print-directory", "lab"], timeout=3600)
+    yield proc
+    if os.environ.get("SCALECORP_KEEP_LAB") != "1":
+        run([sys.executable, str(ROOT / "tools/lab.py"), "down"])

@@ -1,0 +1,76 @@
+"""The lab cluster as the README's main command builds it, and reruns of it."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import LAB_INVENTORY, ROOT, lab_secrets, playbook, recap, run
+
+pytestmark = pytest.mark.lab
+LAB_HOSTS = ["lab-api1", "lab-api2", "lab-lb1", "lab-pg1", "lab-pg2", "lab-rd1", "lab-rd2", "lab-wk1", "lab-wk2"]
+
+
+@pytest.fixture(scope="module")
+def second_run(lab):
+    before = lab_secrets()
+    proc = playbook("playbooks/site.yml")
+    return proc, before
+
+
+def test_make_lab_converges_every_host_and_says_where_things_are(lab):
+    assert lab.returncode == 0
+    counters = recap(lab.stdout)
+    assert sorted(counters) == LAB_HOSTS
+    assert all(c["failed"] == 0 and c["unreachable"] == 0 for c in counters.values())
+    assert "Lab 'lab': 9 hosts" in lab.stdout
+    for host in LAB_HOSTS:
+        assert any(line.startswith(host) and " running " in line for line in lab.stdout.splitlines())
+
+
+def test_hosts_are_systemd_machines_with_the_baseline(lab):
+    for host in ("lab-pg1", "lab-wk2"):
+        state = run(["docker", "exec", host, "systemctl", "is-system-running"]).stdout.strip()
+        assert state in ("running", "degraded")
+        assert run(["docker", "exec", host, "systemctl", "is-active", "chrony"]).stdout.strip() == "active"
+        osrel = run(["docker", "exec", host, "cat", "/etc/os-release"]).stdout
+        assert 'VERSION_ID="12"' in osrel
+
+
+def test_second_run_changes_nothing(second_run):
+    proc, _ = second_run
+    assert proc.returncode == 0
+    counters = recap(proc.stdout)
+    assert sorted(counters) == LAB_HOSTS
+    assert {c["changed"] for c in counters.values()} == {0}
+
+
+def test_secrets_are_stable_and_never_printed(lab, second_run):
+    proc, before = second_run
+    assert lab_secrets() == before
+    output = lab.stdout + lab.stderr + proc.stdout + proc.stderr
+    leaked = [name for name, value in before.items() if value in output]
+    assert leaked == []
+
+
+def test_unsupported_os_fails_in_preflight_before_any_change(lab):
+    # A Debian 12 host, with a support list that names only Debian 13.
+    proc = playbook("playbooks/site.yml", "-e", '{"preflight_supported_os": {"Debian": ["13"]}}')
+    assert proc.returncode != 0
+    out = " ".join(proc.stdout.split())
+    assert "runs Debian 12" in out
+    assert "supported: Debian 13" in out
+    assert {c["changed"] for c in recap(proc.stdout).values()} == {0}
+    assert "Baseline of every host" not in proc.stdout
+
+
+def test_unreachable_host_fails_in_preflight(lab, tmp_path):
+    inventory = tmp_path / "hosts.yml"
+    # The lab's hosts plus one whose container does not exist.
+    text = (LAB_INVENTORY / "hosts.yml").read_text().replace("        lab-wk2:\n", "        lab-wk2:\n        lab-wk9:\n", 1)
+    inventory.write_text(text)
+    (tmp_path / "group_vars").symlink_to(LAB_INVENTORY / "group_vars")
+    proc = playbook("playbooks/site.yml", inventory=inventory)
+    assert proc.returncode != 0
+    assert "Host lab-wk9 is not reachable" in " ".join(proc.stdout.split())
+    assert {c["changed"] for c in recap(proc.stdout).values()} == {0}
+    assert "Baseline of every host" not in proc.stdout
+    assert (ROOT / "inventories/lab/group_vars/all/secrets.yml").exists()

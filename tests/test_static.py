@@ -1,0 +1,66 @@
+"""Quality gates on the tree: linters, collection sanity, specs, generated docs."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import yaml
+from conftest import COLLECTION, ROLES, ROOT, VENV_BIN, run
+
+pytestmark = pytest.mark.lint
+ROLE_DIRS = sorted(p for p in ROLES.iterdir() if p.is_dir())
+PLAYBOOKS = sorted(p for p in (ROOT / "playbooks").glob("*.yml") if p.name != "preflight.yml")
+
+
+def test_yamllint():
+    assert run([str(VENV_BIN / "yamllint"), "-s", "."]).returncode == 0
+
+
+def test_ansible_lint_production_profile():
+    proc = run([str(VENV_BIN / "ansible-lint"), "--profile", "production", "--offline"])
+    assert proc.returncode == 0
+
+
+def test_ruff_lint():
+    assert run([str(VENV_BIN / "ruff"), "check", "."]).returncode == 0
+
+
+def test_ruff_format():
+    assert run([str(VENV_BIN / "ruff"), "format", "--check", "."]).returncode == 0
+
+
+def test_ansible_test_sanity():
+    proc = run([str(VENV_BIN / "ansible-test"), "sanity", "--venv", "--python", "3.11", "--color", "no"], cwd=COLLECTION)
+    assert proc.returncode == 0
+    assert 'Running sanity test "validate-modules"' in proc.stdout
+
+
+@pytest.mark.parametrize("role", ROLE_DIRS, ids=lambda p: p.name)
+def test_defaults_and_argument_specs_agree(role):
+    specs_file = role / "meta/argument_specs.yml"
+    assert specs_file.exists(), f"{role.name} has no meta/argument_specs.yml"
+    options = yaml.safe_load(specs_file.read_text())["argument_specs"]["main"].get("options") or {}
+    defaults_file = role / "defaults/main.yml"
+    defaults = (yaml.safe_load(defaults_file.read_text()) or {}) if defaults_file.exists() else {}
+    assert set(defaults) - set(options) == set(), f"{role.name}: defaults without a spec"
+    for name, spec in options.items():
+        assert spec.get("description"), f"{role.name}: {name} has no description"
+        assert name.startswith(f"{role.name}_"), f"{role.name}: {name} is not prefixed with the role name"
+        if "default" in spec:
+            assert name in defaults, f"{role.name}: {name} has a spec default but is not in defaults/main.yml"
+            assert spec["default"] == defaults[name], (
+                f"{role.name}: {name} defaults differ: spec {spec['default']!r}, defaults {defaults[name]!r}"
+            )
+        elif name in defaults and isinstance(defaults[name], str) and "{{" not in defaults[name] and not spec.get("no_log"):
+            pytest.fail(f"{role.name}: {name} has a literal default that the spec does not state")
+
+
+def test_variables_doc_is_current():
+    assert run([sys.executable, str(ROOT / "tools/gen_variables_doc.py"), "--check"]).returncode == 0
+
+
+@pytest.mark.parametrize("path", PLAYBOOKS, ids=lambda p: p.name)
+def test_every_playbook_starts_with_preflight(path):
+    plays = yaml.safe_load(path.read_text())
+    assert plays[0].get("ansible.builtin.import_playbook") == "preflight.yml", f"{path.name} must import preflight.yml first"
