@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from conftest import LAB_INVENTORY, ROOT, lab_secrets, playbook, recap, run
 
 pytestmark = pytest.mark.lab
@@ -64,9 +65,10 @@ def test_unsupported_os_fails_in_preflight_before_any_change(lab):
 
 def test_unreachable_host_fails_in_preflight(lab, tmp_path):
     inventory = tmp_path / "hosts.yml"
-    # The lab's hosts plus one whose container does not exist.
-    text = (LAB_INVENTORY / "hosts.yml").read_text().replace("        lab-wk2:\n", "        lab-wk2:\n        lab-wk9:\n", 1)
-    inventory.write_text(text)
+    # The lab's hosts plus a worker whose container does not exist.
+    hosts = yaml.safe_load((LAB_INVENTORY / "hosts.yml").read_text())
+    hosts["all"]["children"]["airflow"]["children"]["airflow_worker"]["hosts"]["lab-wk9"] = None
+    inventory.write_text(yaml.safe_dump(hosts))
     (tmp_path / "group_vars").symlink_to(LAB_INVENTORY / "group_vars")
     proc = playbook("playbooks/site.yml", inventory=inventory)
     assert proc.returncode != 0
