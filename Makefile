@@ -7,6 +7,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 LAB_INVENTORY ?= inventories/lab
+AIRFLOW_VERSION ?= 3.3.2
 
 .PHONY: lab test bootstrap lab-up lab-down lab-status lint unit docs lock collection
 
@@ -22,6 +23,7 @@ bootstrap:
 
 lab-up: bootstrap
 	python tools/lab.py up --inventory $(LAB_INVENTORY)
+	python tools/wheelhouse.py $(AIRFLOW_VERSION) >/dev/null
 
 lab-down:
 	python tools/lab.py down

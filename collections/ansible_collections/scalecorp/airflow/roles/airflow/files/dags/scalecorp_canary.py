@@ -1,0 +1,44 @@
+"""Canary DAG shipped by scalecorp.airflow: proves the cluster runs tasks on Celery.
+
+Eight mapped tasks each report the worker host they ran on; a last task
+collects them. Triggered by the tests and by status.yml; never scheduled.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pendulum
+from airflow.sdk import dag, task
+
+
+@dag(
+    dag_id="scalecorp_canary",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=4,
+    tags=["scalecorp", "canary"],
+    params={"sleep": 0, "width": 8},
+)
+def scalecorp_canary():
+    @task
+    def shards(params=None) -> list[int]:
+        return list(range(int(params["width"])))
+
+    @task
+    def where(shard: int, params=None) -> str:
+        time.sleep(float(params["sleep"]))
+        return f"{shard}:{socket.gethostname()}"
+
+    @task
+    def collect(results: list[str]) -> list[str]:
+        hosts = sorted({r.split(":", 1)[1] for r in results})
+        print(f"CANARY ran {len(results)} tasks on hosts: {', '.join(hosts)}")
+        return hosts
+
+    collect(where.expand(shard=shards()))
+
+
+scalecorp_canary()

@@ -1,0 +1,80 @@
+"""A small client of the Airflow REST API through the lab's nginx, for the tests."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+import requests
+from conftest import lab_secrets, run
+
+
+def container_ip(host: str) -> str:
+    fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+    return run(["docker", "inspect", "-f", fmt, host]).stdout.strip()
+
+
+class Airflow:
+    """Airflow's API at https://<load balancer>/, authenticated as the admin user."""
+
+    def __init__(self, lb_host: str = "lab-lb1"):
+        self.base = f"https://{container_ip(lb_host)}"
+        # Verify TLS against the load balancer's own (self-signed) certificate.
+        pem = run(["docker", "exec", lb_host, "cat", "/etc/nginx/tls/airflow.crt"]).stdout
+        with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as fh:
+            fh.write(pem)
+        self.ca = fh.name
+        self.session = requests.Session()
+        self._token: str | None = None
+
+    def token(self) -> str:
+        if self._token is None:
+            resp = self.session.post(
+                f"{self.base}/auth/token",
+                json={"username": "admin", "password": lab_secrets()["airflow_admin_password"]},
+                timeout=30,
+                verify=self.ca,
+            )
+            resp.raise_for_status()
+            self._token = resp.json()["access_token"]
+        return self._token
+
+    def request(self, method: str, path: str, **kw) -> requests.Response:
+        headers = kw.pop("headers", {})
+        headers["Authorization"] = f"Bearer {self.token()}"
+        return self.session.request(method, f"{self.base}{path}", headers=headers, timeout=30, verify=self.ca, **kw)
+
+    def get(self, path: str, **kw) -> dict:
+        resp = self.request("GET", path, **kw)
+        resp.raise_for_status()
+        return resp.json()
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            resp = self.request("GET", f"/api/v2/dags/{dag_id}")
+            if resp.status_code == 200:
+                return resp.json()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"DAG {dag_id} not parsed within {timeout} s: {resp.status_code} {resp.text[:200]}")
+            time.sleep(3)
+
+    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
+        self.wait_for_dag(dag_id)
+        self.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
+        resp = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
+        resp.raise_for_status()
+        return resp.json()["dag_run_id"]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        deadline = time.monotonic() + timeout
+        state = "?"
+        while time.monotonic() < deadline:
+            state = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            if state in ("success", "failed"):
+                return state
+            time.sleep(2)
+        raise AssertionError(f"run {run_id} of {dag_id} still {state} after {timeout} s")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})["task_instances"]

@@ -1,0 +1,137 @@
+"""The HA Airflow cluster of the lab, end to end through nginx (issue: Airflow tier)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+from airflow_api import Airflow, container_ip
+from conftest import playbook, recap, run
+
+pytestmark = pytest.mark.lab
+CANARY = "scalecorp_canary"
+UNITS = {
+    "lab-api1": ["airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"],
+    "lab-api2": ["airflow-api-server", "airflow-scheduler", "airflow-flower"],
+    "lab-wk1": ["airflow-worker@1"],
+    "lab-wk2": ["airflow-worker@1"],
+}
+
+
+def unit_state(host: str, unit: str) -> str:
+    return run(["docker", "exec", host, "systemctl", "is-active", unit]).stdout.strip()
+
+
+def systemctl(host: str, verb: str, unit: str) -> None:
+    assert run(["docker", "exec", host, "systemctl", verb, unit]).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def api(lab):
+    assert lab.returncode == 0
+    return Airflow()
+
+
+def test_every_component_runs_where_the_inventory_puts_it(lab):
+    for host, units in UNITS.items():
+        for unit in units:
+            assert unit_state(host, unit) == "active", f"{unit} on {host}"
+
+
+def test_canary_runs_on_celery_across_worker_hosts(api):
+    run_id = api.trigger(CANARY)
+    assert api.wait_for_run(CANARY, run_id) == "success"
+    tis = api.task_instances(CANARY, run_id)
+    mapped = [ti for ti in tis if ti["task_id"] == "where"]
+    assert len(mapped) == 8
+    assert all(ti["state"] == "success" for ti in tis)
+    assert all(ti["executor"] in (None, "CeleryExecutor") for ti in tis)
+    hosts = {ti["hostname"] for ti in mapped}
+    assert hosts <= {"lab-wk1", "lab-wk2"}
+    assert len(hosts) == 2, f"mapped tasks ran on {hosts} only"
+
+
+def test_api_refuses_requests_without_a_token(api):
+    resp = requests.get(f"{api.base}/api/v2/dags", verify=api.ca, timeout=30)
+    assert resp.status_code == 401
+    resp = requests.get(f"{api.base}/api/v2/dags", headers={"Authorization": "Bearer not-a-token"}, verify=api.ca, timeout=30)
+    assert resp.status_code in (401, 403)
+
+
+def test_security_headers_on_every_response(api):
+    lb = container_ip("lab-lb1")
+    responses = [
+        requests.get(f"{api.base}/", verify=api.ca, timeout=30, allow_redirects=False),
+        requests.get(f"{api.base}/api/v2/dags", verify=api.ca, timeout=30),
+        requests.get(f"{api.base}/no/such/page", verify=api.ca, timeout=30),
+        requests.get(f"http://{lb}/", timeout=30, allow_redirects=False),
+    ]
+    assert responses[-1].status_code == 301
+    assert responses[-1].headers["Location"].startswith("https://")
+    for resp in responses:
+        assert resp.headers.get("X-Frame-Options") == "SAMEORIGIN"
+        assert resp.headers.get("X-Content-Type-Options") == "nosniff"
+        assert resp.headers.get("Referrer-Policy")
+        assert "max-age=" in resp.headers.get("Strict-Transport-Security", "")
+        assert "default-src 'self'" in resp.headers.get("Content-Security-Policy", "")
+
+
+def test_execution_api_is_internal_only(api):
+    # Public HTTPS listener: refused; internal listener: open to Airflow hosts only.
+    assert requests.get(f"{api.base}/execution/health", verify=api.ca, timeout=30).status_code == 404
+    lb = container_ip("lab-lb1")
+    probe = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{lb}:8081/execution/health"]
+    assert run(["docker", "exec", "lab-wk1", *probe]).stdout == "200"
+    assert run(["docker", "exec", "lab-pg1", *probe]).stdout == "403"
+
+
+def test_one_api_server_down_requests_keep_succeeding(api):
+    systemctl("lab-api1", "stop", "airflow-api-server")
+    try:
+        codes = [api.request("GET", "/api/v2/dags").status_code for _ in range(20)]
+        assert codes == [200] * 20
+    finally:
+        systemctl("lab-api1", "start", "airflow-api-server")
+
+
+def test_one_scheduler_down_a_new_run_still_completes(api):
+    systemctl("lab-api2", "stop", "airflow-scheduler")
+    try:
+        run_id = api.trigger(CANARY)
+        assert api.wait_for_run(CANARY, run_id) == "success"
+    finally:
+        systemctl("lab-api2", "start", "airflow-scheduler")
+
+
+def test_worker_restart_waits_for_a_running_task(api):
+    # Only one worker host, so the long task lands on the worker we restart.
+    systemctl("lab-wk2", "stop", "airflow-worker@1")
+    try:
+        run_id = api.trigger(CANARY, conf={"sleep": 45, "width": 1})
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            tis = [ti for ti in api.task_instances(CANARY, run_id) if ti["task_id"] == "where"]
+            if tis and tis[0]["state"] == "running":
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("the long task never started")
+        started = time.monotonic()
+        systemctl("lab-wk1", "restart", "airflow-worker@1")
+        waited = time.monotonic() - started
+        assert waited > 20, f"restart returned after {waited:.0f} s: it did not wait for the running task"
+        assert api.wait_for_run(CANARY, run_id) == "success"
+        where = [ti for ti in api.task_instances(CANARY, run_id) if ti["task_id"] == "where"][0]
+        assert where["try_number"] == 1
+    finally:
+        systemctl("lab-wk2", "start", "airflow-worker@1")
+
+
+def test_unknown_version_is_refused_with_the_versions_that_exist(lab):
+    proc = playbook("playbooks/site.yml", "-e", "airflow_version=9.9.9")
+    assert proc.returncode != 0
+    out = " ".join(proc.stdout.split())
+    assert "No lockfile for Airflow 9.9.9 on Python 3.11" in out
+    assert "3.3.2 (Python 3.11)" in out
+    assert {c["changed"] for c in recap(proc.stdout).values()} == {0}
