@@ -51,6 +51,19 @@ def recap(output: str) -> dict[str, dict[str, int]]:
     return {m["host"]: {k: int(v) for k, v in m.groupdict().items() if k != "host"} for m in RECAP.finditer(output)}
 
 
+def assert_refused(proc: subprocess.CompletedProcess, *messages: str, not_reached: str = "Baseline of every host") -> str:
+    """A playbook run that failed with these messages, before `not_reached`, changing nothing."""
+    assert proc.returncode != 0
+    out = " ".join(proc.stdout.split())
+    for message in messages:
+        assert message in out
+    counters = recap(proc.stdout)
+    assert counters, "no PLAY RECAP"
+    assert {c["changed"] for c in counters.values()} == {0}
+    assert not_reached not in proc.stdout
+    return out
+
+
 def lab_secrets() -> dict:
     return yaml.safe_load(LAB_SECRETS.read_text())["scalecorp_secrets"]
 
