@@ -42,13 +42,13 @@ AIRFLOW_HOSTS = ["lab-api1", "lab-api2", "lab-wk1", "lab-wk2"]
 HOSTS = ["lab-api1", "lab-api2", "lab-lb1", "lab-pg1", "lab-pg2", "lab-rd1", "lab-rd2", "lab-wk1", "lab-wk2"]
 
 
-def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=ROOT, env=ENV, text=True, capture_output=True, check=False, **kw)
+def sh(cmd: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=ROOT, env=env or ENV, text=True, capture_output=True, check=False)
 
 
-def timed(cmd: list[str], **kw) -> tuple[float, subprocess.CompletedProcess]:
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, subprocess.CompletedProcess]:
     started = time.monotonic()
-    proc = sh(cmd, **kw)
+    proc = sh(cmd, env)
     return time.monotonic() - started, proc
 
 
@@ -71,13 +71,13 @@ def baseline(version: str) -> float:
                 ROOT
                 / f"collections/ansible_collections/scalecorp/airflow/roles/airflow/files/lockfiles/apache-airflow-{version}-py3.11.txt"
             )
-            sh(["docker", "cp", str(wheelhouse), f"{host}:/tmp/wh.tar.gz"])
-            sh(["docker", "cp", str(lock), f"{host}:/tmp/lock.txt"])
+            sh(["docker", "cp", str(wheelhouse), f"{host}:/root/wh.tar.gz"])
+            sh(["docker", "cp", str(lock), f"{host}:/root/lock.txt"])
             script += (
-                f" && mkdir -p /opt/airflow && tar -C /opt/airflow -xzf /tmp/wh.tar.gz"
+                f" && mkdir -p /opt/airflow && tar -C /opt/airflow -xzf /root/wh.tar.gz"
                 f" && python3 -m venv /opt/airflow/{version}"
                 f" && /opt/airflow/{version}/bin/pip install -q --no-deps --no-index"
-                f" --find-links /opt/airflow/wheelhouse-{version} -r /tmp/lock.txt"
+                f" --find-links /opt/airflow/wheelhouse-{version} -r /root/lock.txt"
             )
         proc = sh(["docker", "exec", host, "bash", "-c", script])
         if proc.returncode != 0:
@@ -119,6 +119,8 @@ def main() -> int:
     sh([sys.executable, "tools/wheelhouse.py", args.version])
 
     base = None if args.skip_baseline else baseline(args.version)
+    if base is not None:
+        print(f"baseline installs: {base:.0f} s", file=sys.stderr, flush=True)
     fresh_lab()
     profile = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks", "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "100"}
     cold, cold_proc = timed([str(BIN / "ansible-playbook"), "playbooks/site.yml"], env={**ENV, **profile})
