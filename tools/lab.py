@@ -210,17 +210,28 @@ def cmd_image(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------- hosts
-def inventory_hosts(inventory: str) -> dict[str, dict]:
-    """Hosts of an inventory with their variables (lab_release may pick the OS)."""
+def read_inventory(inventory: str) -> dict[str, dict]:
+    """Every host of an inventory: {"vars": its variables, "groups": the groups it is in}."""
     ansible_inventory = shutil.which("ansible-inventory") or str(Path(sys.executable).parent / "ansible-inventory")
-    out = run([ansible_inventory, "-i", inventory, "--list"], capture=True, cwd=ROOT).stdout
-    data = json.loads(out)
+    data = json.loads(run([ansible_inventory, "-i", inventory, "--list"], capture=True, cwd=ROOT).stdout)
     hostvars = data.get("_meta", {}).get("hostvars", {})
-    names: set[str] = set(hostvars)
-    for group, body in data.items():
-        if group != "_meta" and isinstance(body, dict):
-            names.update(body.get("hosts", []))
-    return {name: hostvars.get(name, {}) for name in sorted(names)}
+
+    def walk(group: str) -> list[str]:
+        body = data.get(group, {})
+        hosts = list(body.get("hosts", []))
+        for child in body.get("children", []):
+            hosts += walk(child)
+        return hosts
+
+    hosts: dict[str, dict] = {}
+    for group in data:
+        if group == "_meta":
+            continue
+        for host in walk(group):
+            entry = hosts.setdefault(host, {"vars": hostvars.get(host, {}), "groups": []})
+            if group not in ("all", "ungrouped") and group not in entry["groups"]:
+                entry["groups"].append(group)
+    return dict(sorted(hosts.items()))
 
 
 def lab_containers(name: str) -> list[str]:
@@ -249,7 +260,7 @@ def cmd_up(args: argparse.Namespace) -> None:
         name, _, release = spec.partition(":")
         hosts[name] = {"lab_release": release} if release else {}
     if args.inventory:
-        hosts.update(inventory_hosts(args.inventory))
+        hosts.update({host: entry["vars"] for host, entry in read_inventory(args.inventory).items()})
     if not hosts:
         sys.exit("nothing to start: give --inventory or host names")
     network = f"scalecorp-{args.name}"
@@ -333,30 +344,9 @@ SERVICES = (
 )
 
 
-def host_groups(inventory: str) -> dict[str, list[str]]:
-    ansible_inventory = shutil.which("ansible-inventory") or str(Path(sys.executable).parent / "ansible-inventory")
-    data = json.loads(run([ansible_inventory, "-i", inventory, "--list"], capture=True, cwd=ROOT).stdout)
-    result: dict[str, list[str]] = {}
-
-    def walk(group: str) -> list[str]:
-        body = data.get(group, {})
-        hosts = list(body.get("hosts", []))
-        for child in body.get("children", []):
-            hosts += walk(child)
-        return hosts
-
-    for group in data:
-        if group != "_meta":
-            for host in walk(group):
-                result.setdefault(host, [])
-                if group not in ("all", "ungrouped") and group not in result[host]:
-                    result[host].append(group)
-    return result
-
-
 def cmd_summary(args: argparse.Namespace) -> None:
     """What is up and where: hosts, their groups, and the services that listen."""
-    groups = host_groups(args.inventory)
+    groups = {host: entry["groups"] for host, entry in read_inventory(args.inventory).items()}
     print(f"\nLab '{args.name}': {len(groups)} hosts")
     print(f"{'host':12} {'state':8} {'address':15} groups")
     listening: dict[str, str] = {}
