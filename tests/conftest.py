@@ -35,10 +35,11 @@ def env(**extra: str) -> dict:
     return e
 
 
-def run(cmd: list[str], cwd: Path = ROOT, timeout: float = 1800, **extra_env: str) -> subprocess.CompletedProcess:
-    """Run a command of the project; its output is printed when a test fails."""
+def run(cmd: list[str], cwd: Path = ROOT, timeout: float = 1800, secret: bool = False, **extra_env: str) -> subprocess.CompletedProcess:
+    """Run a command of the project; its output is printed when a test fails (unless it holds secrets)."""
     proc = subprocess.run(cmd, cwd=cwd, env=env(**extra_env), text=True, capture_output=True, timeout=timeout, check=False)
-    print(f"$ {' '.join(cmd)}\n--- rc={proc.returncode}\n{proc.stdout[-20000:]}\n{proc.stderr[-5000:]}")
+    shown = "(output holds secrets: not shown)" if secret else f"{proc.stdout[-20000:]}\n{proc.stderr[-5000:]}"
+    print(f"$ {' '.join(cmd)}\n--- rc={proc.returncode}\n{shown}")
     return proc
 
 

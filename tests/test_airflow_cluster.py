@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 from airflow_api import Airflow, container_ip
-from conftest import assert_refused, playbook, run
+from conftest import assert_refused, lab_secrets, playbook, run
 
 pytestmark = pytest.mark.lab
 CANARY = "scalecorp_canary"
@@ -24,7 +24,7 @@ def unit_state(host: str, unit: str) -> str:
 
 
 def systemctl(host: str, verb: str, unit: str) -> None:
-    assert run(["docker", "exec", host, "systemctl", verb, unit]).returncode == 0
+    assert run(["docker", "exec", host, "systemctl", *verb.split(), unit]).returncode == 0
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +131,37 @@ def test_worker_restart_waits_for_a_running_task(api):
 def test_unknown_version_is_refused_with_the_versions_that_exist(lab):
     proc = playbook("playbooks/site.yml", "-e", "airflow_version=9.9.9")
     assert_refused(proc, "No lockfile for Airflow 9.9.9 on Python 3.11", "3.3.2 (Python 3.11)")
+
+
+def test_killed_worker_loses_no_task(api):
+    run_id = api.trigger(CANARY, conf={"sleep": 30, "width": 4})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        on_wk2 = [ti for ti in api.task_instances(CANARY, run_id) if ti["task_id"] == "where" and ti["hostname"] == "lab-wk2"]
+        if any(ti["state"] == "running" for ti in on_wk2):
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("no task started on lab-wk2")
+    # Every process of the worker, task processes included, dies at once; systemd restarts the worker.
+    systemctl("lab-wk2", "kill --signal=SIGKILL", "airflow-worker@1")
+    assert api.wait_for_run(CANARY, run_id, timeout=420) == "success"
+    where = [ti for ti in api.task_instances(CANARY, run_id) if ti["task_id"] == "where"]
+    assert len(where) == 4
+    assert all(ti["state"] == "success" for ti in where)
+    assert any(ti["try_number"] > 1 for ti in where), "no task was lost with the worker: the drill proved nothing"
+    assert unit_state("lab-wk2", "airflow-worker@1") == "active"
+
+
+def test_airflow_config_is_identical_on_every_host(lab):
+    digests = {host: run(["docker", "exec", host, "sha256sum", "/etc/airflow/airflow.cfg"]).stdout.split()[0] for host in UNITS}
+    assert len(set(digests.values())) == 1, digests
+    cfg = run(["docker", "exec", "lab-wk1", "cat", "/etc/airflow/airflow.cfg"], secret=True).stdout
+    secrets = lab_secrets()
+    for line, name in (
+        ("fernet_key = ", "airflow_fernet_key"),
+        ("secret_key = ", "airflow_api_secret_key"),
+        ("jwt_secret = ", "airflow_jwt_secret"),
+    ):
+        found = f"{line}{secrets[name]}\n" in cfg  # a bare bool: pytest must not print the secret
+        assert found, f"{name} is not the inventory's"

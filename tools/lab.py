@@ -315,6 +315,11 @@ def cmd_down(args: argparse.Namespace) -> None:
     if names:
         docker("rm", "-f", "-v", *names)
         log(f"removed {len(names)} host(s): {', '.join(names)}")
+    # Cached facts of removed hosts would give their successors old addresses.
+    for name in names:
+        for cached in (ROOT / ".cache/facts").glob(f"*{name}"):
+            if cached.name == name or cached.name.endswith(f"_{name}"):
+                cached.unlink()
     network = f"scalecorp-{args.name}"
     if docker("network", "inspect", network, check=False).returncode == 0:
         docker("network", "rm", network)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import time
+from datetime import timedelta
 
 import pendulum
 from airflow.sdk import dag, task
@@ -21,6 +22,8 @@ from airflow.sdk import dag, task
     max_active_runs=4,
     tags=["scalecorp", "canary"],
     params={"sleep": 0, "width": 8},
+    # A task lost with its worker is failed by the scheduler and tried again.
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=5)},
 )
 def scalecorp_canary():
     @task
