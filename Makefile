@@ -7,6 +7,10 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 LAB_INVENTORY ?= inventories/lab
+# A second lab beside the first: SCALECORP_LAB_NAME=dev make lab (containers dev-lab-*,
+# its own fact cache; its own secrets only with its own LAB_INVENTORY copy).
+export SCALECORP_LAB_NAME ?= lab
+export ANSIBLE_CACHE_PLUGIN_CONNECTION := $(CURDIR)/.cache/$(if $(filter lab,$(SCALECORP_LAB_NAME)),facts,facts-$(SCALECORP_LAB_NAME))
 AIRFLOW_VERSION ?= 3.3.2
 
 .PHONY: lab test bootstrap lab-up lab-down lab-status lint unit docs lock collection

@@ -6,12 +6,12 @@ import tempfile
 import time
 
 import requests
-from conftest import lab_secrets, run
+from conftest import container, lab_secrets, on, run
 
 
 def container_ip(host: str) -> str:
     fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
-    return run(["docker", "inspect", "-f", fmt, host]).stdout.strip()
+    return run(["docker", "inspect", "-f", fmt, container(host)]).stdout.strip()
 
 
 class Airflow:
@@ -20,7 +20,7 @@ class Airflow:
     def __init__(self, lb_host: str = "lab-lb1"):
         self.base = f"https://{container_ip(lb_host)}"
         # Verify TLS against the load balancer's own (self-signed) certificate.
-        pem = run(["docker", "exec", lb_host, "cat", "/etc/nginx/tls/airflow.crt"]).stdout
+        pem = on(lb_host, "cat", "/etc/nginx/tls/airflow.crt").stdout
         with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as fh:
             fh.write(pem)
         self.ca = fh.name

@@ -17,6 +17,8 @@ VENV_BIN = Path(sys.executable).parent
 COLLECTION = ROOT / "collections/ansible_collections/scalecorp/airflow"
 ROLES = COLLECTION / "roles"
 LAB_INVENTORY = ROOT / "inventories/lab"
+# The lab the tests drive: `lab`, or another beside it (SCALECORP_LAB_NAME=dev, see tools/lab.py).
+LAB_NAME = os.environ.get("SCALECORP_LAB_NAME") or "lab"
 LAB_SECRETS = LAB_INVENTORY / "group_vars/all/secrets.yml"
 RECAP = re.compile(
     r"^(?P<host>\S+)\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)",
@@ -31,6 +33,8 @@ def env(**extra: str) -> dict:
     e["ANSIBLE_FORCE_COLOR"] = "0"
     e["ANSIBLE_NOCOLOR"] = "1"
     e["PY_COLORS"] = "0"
+    e["SCALECORP_LAB_NAME"] = LAB_NAME
+    e["ANSIBLE_CACHE_PLUGIN_CONNECTION"] = str(ROOT / (".cache/facts" if LAB_NAME == "lab" else f".cache/facts-{LAB_NAME}"))
     e.update(extra)
     return e
 
@@ -41,6 +45,16 @@ def run(cmd: list[str], cwd: Path = ROOT, timeout: float = 1800, secret: bool = 
     shown = "(output holds secrets: not shown)" if secret else f"{proc.stdout[-20000:]}\n{proc.stderr[-5000:]}"
     print(f"$ {' '.join(cmd)}\n--- rc={proc.returncode}\n{shown}")
     return proc
+
+
+def container(host: str) -> str:
+    """The container of a lab host (tools/lab.py container_name)."""
+    return host if LAB_NAME == "lab" else f"{LAB_NAME}-{host}"
+
+
+def on(host: str, *cmd: str, **kw) -> subprocess.CompletedProcess:
+    """Run a command on a lab host."""
+    return run(["docker", "exec", container(host), *cmd], **kw)
 
 
 def playbook(path: str, *args: str, inventory: str | Path = LAB_INVENTORY, **extra_env: str) -> subprocess.CompletedProcess:
@@ -80,4 +94,4 @@ def lab():
     proc = run(["make", "--no-print-directory", "lab"], timeout=3600)
     yield proc
     if os.environ.get("SCALECORP_KEEP_LAB") != "1":
-        run([sys.executable, str(ROOT / "tools/lab.py"), "down"])
+        run([sys.executable, str(ROOT / "tools/lab.py"), "down", "--name", LAB_NAME])

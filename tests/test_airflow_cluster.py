@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 from airflow_api import Airflow, container_ip
-from conftest import assert_refused, lab_secrets, playbook, run
+from conftest import assert_refused, lab_secrets, on, playbook
 
 pytestmark = pytest.mark.lab
 CANARY = "scalecorp_canary"
@@ -20,11 +20,11 @@ UNITS = {
 
 
 def unit_state(host: str, unit: str) -> str:
-    return run(["docker", "exec", host, "systemctl", "is-active", unit]).stdout.strip()
+    return on(host, "systemctl", "is-active", unit).stdout.strip()
 
 
 def systemctl(host: str, verb: str, unit: str) -> None:
-    assert run(["docker", "exec", host, "systemctl", *verb.split(), unit]).returncode == 0
+    assert on(host, "systemctl", *verb.split(), unit).returncode == 0
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,8 @@ def test_execution_api_is_internal_only(api):
     assert requests.get(f"{api.base}/execution/health", verify=api.ca, timeout=30).status_code == 404
     lb = container_ip("lab-lb1")
     probe = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{lb}:8081/execution/health"]
-    assert run(["docker", "exec", "lab-wk1", *probe]).stdout == "200"
-    assert run(["docker", "exec", "lab-pg1", *probe]).stdout == "403"
+    assert on("lab-wk1", *probe).stdout == "200"
+    assert on("lab-pg1", *probe).stdout == "403"
 
 
 def test_one_api_server_down_requests_keep_succeeding(api):
@@ -154,9 +154,9 @@ def test_killed_worker_loses_no_task(api):
 
 
 def test_airflow_config_is_identical_on_every_host(lab):
-    digests = {host: run(["docker", "exec", host, "sha256sum", "/etc/airflow/airflow.cfg"]).stdout.split()[0] for host in UNITS}
+    digests = {host: on(host, "sha256sum", "/etc/airflow/airflow.cfg").stdout.split()[0] for host in UNITS}
     assert len(set(digests.values())) == 1, digests
-    cfg = run(["docker", "exec", "lab-wk1", "cat", "/etc/airflow/airflow.cfg"], secret=True).stdout
+    cfg = on("lab-wk1", "cat", "/etc/airflow/airflow.cfg", secret=True).stdout
     secrets = lab_secrets()
     for line, name in (
         ("fernet_key = ", "airflow_fernet_key"),

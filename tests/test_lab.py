@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import LAB_INVENTORY, ROOT, assert_refused, lab_secrets, playbook, recap, run
+from conftest import LAB_INVENTORY, ROOT, assert_refused, lab_secrets, on, playbook, recap
 
 pytestmark = pytest.mark.lab
 LAB_HOSTS = ["lab-api1", "lab-api2", "lab-lb1", "lab-pg1", "lab-pg2", "lab-rd1", "lab-rd2", "lab-wk1", "lab-wk2"]
@@ -29,10 +29,10 @@ def test_make_lab_converges_every_host_and_says_where_things_are(lab):
 
 def test_hosts_are_systemd_machines_with_the_baseline(lab):
     for host in ("lab-pg1", "lab-wk2"):
-        state = run(["docker", "exec", host, "systemctl", "is-system-running"]).stdout.strip()
+        state = on(host, "systemctl", "is-system-running").stdout.strip()
         assert state in ("running", "degraded")
-        assert run(["docker", "exec", host, "systemctl", "is-active", "chrony"]).stdout.strip() == "active"
-        osrel = run(["docker", "exec", host, "cat", "/etc/os-release"]).stdout
+        assert on(host, "systemctl", "is-active", "chrony").stdout.strip() == "active"
+        osrel = on(host, "cat", "/etc/os-release").stdout
         assert 'VERSION_ID="12"' in osrel
 
 

@@ -11,9 +11,12 @@ molecule/shared/create.yml and destroy.yml).
     lab.py down [--name N]
     lab.py status [--name N]
 
-Hosts of one lab share a Docker network `scalecorp-<name>` and carry the label
-`scalecorp.lab=<name>`; their container names are the inventory host names, so
-the inventory reaches them with the community.docker.docker connection.
+Hosts of one lab share a Docker network `scalecorp-<name>`, carry the label
+`scalecorp.lab=<name>` and answer to their inventory host name on that network.
+The lab `lab` names its containers after the inventory hosts; another lab
+(SCALECORP_LAB_NAME=dev, for a second cluster beside the first) prefixes them
+with its name (`dev-lab-api1`), which inventories/lab maps with ansible_host.
+The inventory reaches them with the community.docker.docker connection.
 """
 
 from __future__ import annotations
@@ -84,6 +87,19 @@ RUN_FLAGS = (
     "--stop-signal",
     "SIGRTMIN+3",
 )
+
+
+DEFAULT_NAME = os.environ.get("SCALECORP_LAB_NAME") or "lab"
+
+
+def container_name(lab: str, host: str) -> str:
+    """The container of an inventory host in lab `lab` (see the module's docstring)."""
+    return host if lab == "lab" else f"{lab}-{host}"
+
+
+def facts_cache(lab: str) -> Path:
+    """Ansible's fact cache for the hosts of lab `lab` (the Makefile exports the same)."""
+    return ROOT / (".cache/facts" if lab == "lab" else f".cache/facts-{lab}")
 
 
 def log(msg: str) -> None:
@@ -268,11 +284,14 @@ def cmd_up(args: argparse.Namespace) -> None:
         docker("network", "create", "--label", f"{LABEL}={args.name}", network)
     started = time.monotonic()
     created = []
-    for host, hvars in hosts.items():
+    containers = []
+    for alias, hvars in hosts.items():
         release = hvars.get("lab_release", args.release)
         if release not in RELEASES:
-            sys.exit(f"{host}: lab_release must be one of {', '.join(RELEASES)}, not {release!r}")
+            sys.exit(f"{alias}: lab_release must be one of {', '.join(RELEASES)}, not {release!r}")
         tag = build_image(release)
+        host = alias if args.exact_names else container_name(args.name, alias)
+        containers.append(host)
         state = docker("inspect", "-f", "{{.State.Running}} {{.Config.Image}}", host, check=False)
         if state.returncode == 0:
             running, image = state.stdout.split()
@@ -291,9 +310,11 @@ def cmd_up(args: argparse.Namespace) -> None:
             "--name",
             host,
             "--hostname",
-            host,
+            alias,
             "--network",
             network,
+            "--network-alias",
+            alias,
             "--label",
             f"{LABEL}={args.name}",
             *RUN_FLAGS,
@@ -301,7 +322,7 @@ def cmd_up(args: argparse.Namespace) -> None:
             "/lib/systemd/systemd",
         )
         created.append(host)
-    wait_booted(list(hosts))
+    wait_booted(containers)
     if created:
         log(f"{len(created)} host(s) up in {time.monotonic() - started:.0f} s: {', '.join(created)}")
     else:
@@ -316,9 +337,11 @@ def cmd_down(args: argparse.Namespace) -> None:
         docker("rm", "-f", "-v", *names)
         log(f"removed {len(names)} host(s): {', '.join(names)}")
     # Cached facts of removed hosts would give their successors old addresses.
+    prefix = "" if args.name == "lab" else f"{args.name}-"
     for name in names:
-        for cached in (ROOT / ".cache/facts").glob(f"*{name}"):
-            if cached.name == name or cached.name.endswith(f"_{name}"):
+        host = name.removeprefix(prefix)
+        for cached in {*facts_cache(args.name).glob(f"*{host}"), *facts_cache("lab").glob(f"*{name}")}:
+            if cached.name in (host, name) or cached.name.endswith((f"_{host}", f"_{name}")):
                 cached.unlink()
     network = f"scalecorp-{args.name}"
     if docker("network", "inspect", network, check=False).returncode == 0:
@@ -358,11 +381,12 @@ def cmd_summary(args: argparse.Namespace) -> None:
     addresses: dict[str, str] = {}
     for host in sorted(groups):
         fmt = "{{.State.Status}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
-        res = docker("inspect", "-f", fmt, host, check=False)
+        container = container_name(args.name, host)
+        res = docker("inspect", "-f", fmt, container, check=False)
         state, _, addr = res.stdout.strip().partition(" ") if res.returncode == 0 else ("missing", "", "")
         addresses[host] = addr
         if state == "running":
-            listening[host] = docker("exec", host, "ss", "-Hltn", check=False).stdout
+            listening[host] = docker("exec", container, "ss", "-Hltn", check=False).stdout
         print(f"{host:12} {state:8} {addr:15} {', '.join(sorted(groups[host]))}")
     print("\nServices")
     shown = 0
@@ -384,18 +408,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--release", default=DEFAULT_RELEASE, choices=RELEASES)
     p.set_defaults(func=cmd_image)
     p = sub.add_parser("up")
-    p.add_argument("--name", default="lab")
+    p.add_argument("--name", default=DEFAULT_NAME)
     p.add_argument("--inventory")
     p.add_argument("--release", default=DEFAULT_RELEASE, choices=RELEASES)
+    p.add_argument("--exact-names", action="store_true", help="name containers exactly as the hosts (molecule)")
     p.add_argument("hosts", nargs="*", metavar="HOST[:RELEASE]")
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("summary")
-    p.add_argument("--name", default="lab")
+    p.add_argument("--name", default=DEFAULT_NAME)
     p.add_argument("--inventory", default="inventories/lab")
     p.set_defaults(func=cmd_summary)
     for verb, func in (("down", cmd_down), ("status", cmd_status)):
         p = sub.add_parser(verb)
-        p.add_argument("--name", default="lab")
+        p.add_argument("--name", default=DEFAULT_NAME)
         p.set_defaults(func=func)
     args = parser.parse_args(argv)
     args.func(args)
