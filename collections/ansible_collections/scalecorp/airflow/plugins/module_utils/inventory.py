@@ -85,6 +85,13 @@ def inventory_problems(groups: dict, hostvars: dict) -> dict:
             f"found {len(sentinels)}: {', '.join(sentinels)}"
         )
 
+    backup = _members(groups, "backup")
+    if len(backup) > 1:
+        errors.append(f"group 'backup' holds at most one host (where backups are kept); found {len(backup)}: {', '.join(backup)}")
+    for host in backup:
+        if host in _members(groups, "postgresql"):
+            warnings.append(f"backup host '{host}' is a PostgreSQL node: its backups are lost with it")
+
     for name in HA_GROUPS:
         count = len(_members(groups, name))
         if count == 1:

@@ -98,3 +98,15 @@ def test_single_hosts_are_warnings_not_errors():
         "group 'airflow_api' has a single host: it is a single point of failure",
         "group 'airflow_scheduler' has a single host: it is a single point of failure",
     ]
+
+
+def test_backup_group_is_optional_and_holds_at_most_one_host():
+    assert check(dict(GROUPS, backup=["lb"])) == {"errors": [], "warnings": []}
+    result = check(dict(GROUPS, backup=["lb", "api1"]))
+    assert result["errors"] == ["group 'backup' holds at most one host (where backups are kept); found 2: lb, api1"]
+
+
+def test_backup_on_a_database_node_is_a_warning():
+    result = check(dict(GROUPS, backup=["pg2"]))
+    assert result["errors"] == []
+    assert result["warnings"] == ["backup host 'pg2' is a PostgreSQL node: its backups are lost with it"]

@@ -1,0 +1,140 @@
+"""PostgreSQL switchover on the lab (issue: PostgreSQL tier).
+
+The roles swap, the old primary streams from the new one, no committed row is
+lost, and Airflow follows the new primary. The module switches back at the end,
+so the lab leaves it as it found it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+from airflow_api import Airflow
+from conftest import LAB_INVENTORY, assert_refused, on, playbook, recap
+
+pytestmark = pytest.mark.lab
+CANARY = "scalecorp_canary"
+PG_HOSTS = sorted(yaml.safe_load((LAB_INVENTORY / "hosts.yml").read_text())["all"]["children"]["postgresql"]["hosts"])
+AIRFLOW_HOSTS = ["lab-api1", "lab-api2", "lab-wk1", "lab-wk2"]
+PROBE = "scalecorp_switchover_probe"
+
+
+def psql(host: str, sql: str, db: str = "airflow") -> str:
+    proc = on(host, "runuser", "-u", "postgres", "--", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def roles() -> dict[str, str]:
+    """host -> 'primary' | 'standby', read from the running servers."""
+    return {host: "standby" if psql(host, "SELECT pg_is_in_recovery()") == "t" else "primary" for host in PG_HOSTS}
+
+
+def primary_and_standby() -> tuple[str, str]:
+    current = roles()
+    primaries = [h for h, r in current.items() if r == "primary"]
+    standbys = [h for h, r in current.items() if r == "standby"]
+    assert len(primaries) == 1 and standbys, current
+    return primaries[0], standbys[0]
+
+
+def database_host(host: str) -> str:
+    """The host in sql_alchemy_conn of an Airflow host (the line holds a password: only the host is read)."""
+    proc = on(host, "sh", "-c", r"sed -n 's/^sql_alchemy_conn = .*@\([^:/]*\).*/\1/p' /etc/airflow/airflow.cfg")
+    assert proc.returncode == 0
+    return proc.stdout.strip()
+
+
+def address(host: str) -> str:
+    return on(host, "sh", "-c", "hostname -I | cut -d' ' -f1").stdout.strip()
+
+
+def wait_for_row(host: str, sql: str, timeout: float = 5) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if psql(host, sql) == "1":
+            return time.monotonic() - started
+        time.sleep(0.2)
+    pytest.fail(f"{sql!r} did not return 1 on {host} within {timeout} s")
+
+
+def switchover(*args: str):
+    proc = playbook("playbooks/pg-switchover.yml", *args)
+    assert proc.returncode == 0
+    return proc
+
+
+def check_switched(old: str, new: str, rows: int) -> None:
+    assert roles() == {old: "standby", new: "primary"}
+    # The old primary streams from the new one, through its slot.
+    replication = psql(new, "SELECT client_addr, state, application_name FROM pg_stat_replication", "postgres").split("|")
+    assert replication[:2] == [address(old), "streaming"], replication
+    assert psql(new, f"SELECT count(*) FROM {PROBE}") == str(rows)
+    psql(new, f"INSERT INTO {PROBE} (note) VALUES ('written on {new}')")
+    wait_for_row(old, f"SELECT count(*) FROM {PROBE} WHERE note = 'written on {new}'")
+    # Airflow was repointed everywhere, and runs DAGs on the new primary.
+    assert {database_host(h) for h in AIRFLOW_HOSTS} in ({new}, {address(new)})
+
+
+@pytest.fixture(scope="module")
+def cluster(lab):
+    assert lab.returncode == 0
+    primary, standby = primary_and_standby()
+    psql(primary, f"CREATE TABLE IF NOT EXISTS {PROBE} (id serial PRIMARY KEY, note text)")
+    psql(primary, f"TRUNCATE {PROBE}")
+    yield primary, standby
+    # Back to the inventory's layout for the tests after this module.
+    if primary_and_standby()[0] != primary:
+        switchover("-e", f"new_primary={primary}")
+    psql(primary_and_standby()[0], f"DROP TABLE IF EXISTS {PROBE}")
+
+
+def test_switchover_refuses_bad_input(cluster):
+    primary, _ = cluster
+    out = assert_refused(playbook("playbooks/pg-switchover.yml", "-e", "mode=sideways"), "mode must be switchover (planned) or failover")
+    assert "Promote the new primary" not in out
+    # The running primary is not a standby it could switch to.
+    proc = playbook("playbooks/pg-switchover.yml", "-e", f"new_primary={primary}")
+    assert_refused(proc, "must be a running standby", "Nothing was changed")
+    # A failover while the primary runs would split the cluster.
+    assert_refused(playbook("playbooks/pg-switchover.yml", "-e", "mode=failover"), "A failover needs the old primary down")
+    assert primary_and_standby()[0] == primary
+
+
+def test_switchover_and_back_loses_no_committed_row(cluster):
+    primary, standby = cluster
+    psql(primary, f"INSERT INTO {PROBE} (note) SELECT 'before ' || g FROM generate_series(1, 500) g")
+    wait_for_row(standby, f"SELECT (count(*) = 500)::int FROM {PROBE}")
+
+    proc = switchover()
+    assert f"switchover: {primary} -> {standby}" in proc.stdout
+    check_switched(primary, standby, rows=500)
+    # The inventory still names the old primary: site.yml follows the running
+    # cluster instead, and finds nothing to change.
+    proc = playbook("playbooks/site.yml")
+    assert proc.returncode == 0
+    assert {c["changed"] for c in recap(proc.stdout).values()} == {0}
+    assert roles() == {primary: "standby", standby: "primary"}
+    api = Airflow()
+    run_id = api.trigger(CANARY)
+    assert api.wait_for_run(CANARY, run_id) == "success"
+
+    # And back: the inventory's primary again, each row still there.
+    proc = switchover("-e", f"new_primary={primary}")
+    assert f"switchover: {standby} -> {primary}" in proc.stdout
+    check_switched(standby, primary, rows=501)
+    run_id = api.trigger(CANARY)
+    assert api.wait_for_run(CANARY, run_id) == "success"
+
+
+def test_connection_limits_raised_and_lowered_on_a_running_cluster(cluster):
+    """A standby must hold max_connections at least as high as its primary: the role orders the restarts."""
+    primary, standby = cluster
+    budget = psql(primary, "SHOW max_connections")
+    for value in ("400", budget):
+        proc = playbook("playbooks/site.yml", "--limit", "postgresql", "-e", f"postgresql_min_connections={value}")
+        assert proc.returncode == 0
+        assert {psql(h, "SHOW max_connections") for h in (primary, standby)} == {str(max(int(value), int(budget)))}
+        assert psql(primary, "SELECT state FROM pg_stat_replication", "postgres") == "streaming"
