@@ -27,16 +27,26 @@ class Airflow:
         self.session = requests.Session()
         self._token: str | None = None
 
-    def token(self) -> str:
-        if self._token is None:
-            resp = self.session.post(
-                f"{self.base}/auth/token",
-                json={"username": "admin", "password": lab_secrets()["airflow_admin_password"]},
-                timeout=30,
-                verify=self.ca,
-            )
-            resp.raise_for_status()
-            self._token = resp.json()["access_token"]
+    def token(self, timeout: float = 180) -> str:
+        """A token for the admin user; waits while the API servers (re)start (nginx answers 502/503)."""
+        deadline = time.monotonic() + timeout
+        while self._token is None:
+            try:
+                resp = self.session.post(
+                    f"{self.base}/auth/token",
+                    json={"username": "admin", "password": lab_secrets()["airflow_admin_password"]},
+                    timeout=30,
+                    verify=self.ca,
+                )
+            except requests.ConnectionError:
+                resp = None
+            if resp is not None and resp.status_code not in (502, 503, 504):
+                resp.raise_for_status()
+                self._token = resp.json()["access_token"]
+            elif time.monotonic() > deadline:
+                raise AssertionError(f"no API server answered /auth/token within {timeout} s")
+            else:
+                time.sleep(3)
         return self._token
 
     def request(self, method: str, path: str, **kw) -> requests.Response:
