@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright: (c) 2026, ScaleCorp Platform Team
 # Apache License 2.0 (see LICENSE in the collection root)
 """Prometheus exporter of the Airflow cluster's own signals (scalecorp.airflow).
@@ -62,7 +61,7 @@ def load_config(path: str) -> dict:
         if key in config and not isinstance(config[key], kinds):
             problems.append(f"'{key}' has the wrong type")
     for entry in config.get("sentinels") or []:
-        host, _, port = str(entry).rpartition(":")
+        host, _sep, port = str(entry).rpartition(":")
         if not (isinstance(entry, str) and host and port.isdigit()):
             problems.append(f"sentinel {entry!r} must be 'address:port'")
     if isinstance(config.get("sentinels"), list) and not config["sentinels"]:
