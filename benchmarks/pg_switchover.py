@@ -129,7 +129,7 @@ def switchover(to: str | None = None) -> dict:
     wall = time.monotonic() - started
     if proc.returncode != 0:
         sys.exit("pg-switchover.yml failed: see its output above")
-    moved = re.search(r"switchover: (\S+) -> (\S+)", proc.stdout)
+    moved = re.search(r"switchover: (\S+) -> ([^\s']+)", proc.stdout)
     fence = re.search(r"writes stopped for ([\d.]+) s", proc.stdout)
     run_id = api.trigger("scalecorp_canary")
     state = api.wait_for_run("scalecorp_canary", run_id)
