@@ -16,7 +16,7 @@ the collection's Airflow signals exporter (role `signals_exporter`):
 
 from __future__ import annotations
 
-from .signals import TIMEOUT, SignalError, _first_line
+from .signals import TIMEOUT, SignalError, metadata_cursor
 
 # Seconds of scheduler history to report: a scheduler host whose last
 # heartbeat is older than this drops out of the metrics (decommissioned).
@@ -56,34 +56,18 @@ def database_metrics(dsn: str, scheduler_window: float = SCHEDULER_WINDOW_SECOND
     'dag_runs': {(dag_id, state): count}}. Raises SignalError when the
     database cannot be read.
     """
-    try:
-        import psycopg2
-    except ImportError as exc:  # pragma: no cover - depends on the interpreter
-        raise SignalError(f"the psycopg2 Python package is required to read the metadata database: {exc}") from exc
-
-    try:
-        conn = psycopg2.connect(dsn, connect_timeout=int(TIMEOUT))
-    except psycopg2.Error as exc:
-        raise SignalError(f"cannot connect to the metadata database: {_first_line(exc)}") from exc
-    try:
-        conn.set_session(readonly=True, autocommit=True)
-        with conn.cursor() as cur:
-            cur.execute("SET statement_timeout = %s", (int(TIMEOUT * 1000),))
-            cur.execute(SCHEDULER_SQL, (float(scheduler_window),))
-            heartbeats = {str(host): max(0.0, float(age)) for host, age in cur.fetchall() if age is not None}
-            cur.execute(POOL_SQL)
-            pools = {
-                str(pool): {"slots": int(slots), "running": int(running), "queued": int(queued), "deferred": int(deferred)}
-                for pool, slots, running, queued, deferred in cur.fetchall()
-            }
-            cur.execute(DAG_SQL)
-            dag_runs = {(str(dag_id), state): 0 for (dag_id,) in cur.fetchall() for state in DAG_RUN_STATES}
-            cur.execute(DAG_RUN_SQL)
-            dag_runs.update({(str(dag_id), str(state)): int(count) for dag_id, state, count in cur.fetchall()})
-    except psycopg2.Error as exc:
-        raise SignalError(f"cannot read the metadata database: {_first_line(exc)}") from exc
-    finally:
-        conn.close()
+    with metadata_cursor(dsn, "read the metadata database") as cur:
+        cur.execute(SCHEDULER_SQL, (float(scheduler_window),))
+        heartbeats = {str(host): max(0.0, float(age)) for host, age in cur.fetchall() if age is not None}
+        cur.execute(POOL_SQL)
+        pools = {
+            str(pool): {"slots": int(slots), "running": int(running), "queued": int(queued), "deferred": int(deferred)}
+            for pool, slots, running, queued, deferred in cur.fetchall()
+        }
+        cur.execute(DAG_SQL)
+        dag_runs = {(str(dag_id), state): 0 for (dag_id,) in cur.fetchall() for state in DAG_RUN_STATES}
+        cur.execute(DAG_RUN_SQL)
+        dag_runs.update({(str(dag_id), str(state)): int(count) for dag_id, state, count in cur.fetchall()})
     return {"scheduler_heartbeat_age": heartbeats, "pools": pools, "dag_runs": dag_runs}
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 
 # Kombu's Redis transport keeps a message of priority p > 0 in the list
 # "<queue>\x06\x16<p>"; priority 0 (Airflow's default) is the plain "<queue>".
@@ -108,11 +109,28 @@ def task_counts(dsn: str) -> dict:
     {'queued': int, 'running': int, 'oldest_queued_age_seconds': float | None}
     (None when nothing is queued). Raises SignalError when the query fails.
     """
+    with metadata_cursor(dsn, "count task instances") as cur:
+        cur.execute(TASK_COUNTS_SQL)
+        queued, running, oldest = cur.fetchone()
+    return {
+        "queued": int(queued or 0),
+        "running": int(running or 0),
+        "oldest_queued_age_seconds": None if oldest is None else max(0.0, float(oldest)),
+    }
+
+
+@contextmanager
+def metadata_cursor(dsn: str, what: str):
+    """A cursor on the metadata database in a read-only session, bounded by TIMEOUT.
+
+    Every reader of the metadata database goes through here (also
+    airflow_metrics). A failed connection or query raises SignalError
+    ("cannot <what>: ..."), never with the DSN (it holds the password).
+    """
     try:
         import psycopg2
     except ImportError as exc:  # pragma: no cover - depends on the interpreter
-        raise SignalError(f"the psycopg2 Python package is required to read task counts: {exc}") from exc
-
+        raise SignalError(f"the psycopg2 Python package is required to read the metadata database: {exc}") from exc
     try:
         conn = psycopg2.connect(dsn, connect_timeout=int(TIMEOUT))
     except psycopg2.Error as exc:
@@ -121,17 +139,11 @@ def task_counts(dsn: str) -> dict:
         conn.set_session(readonly=True, autocommit=True)
         with conn.cursor() as cur:
             cur.execute("SET statement_timeout = %s", (int(TIMEOUT * 1000),))
-            cur.execute(TASK_COUNTS_SQL)
-            queued, running, oldest = cur.fetchone()
+            yield cur
     except psycopg2.Error as exc:
-        raise SignalError(f"cannot count task instances: {_first_line(exc)}") from exc
+        raise SignalError(f"cannot {what}: {_first_line(exc)}") from exc
     finally:
         conn.close()
-    return {
-        "queued": int(queued or 0),
-        "running": int(running or 0),
-        "oldest_queued_age_seconds": None if oldest is None else max(0.0, float(oldest)),
-    }
 
 
 def _first_line(exc: Exception) -> str:
@@ -221,20 +233,6 @@ SELECT hostname, count(*) FROM task_instance WHERE state = 'running' GROUP BY ho
 
 def running_by_host(dsn: str) -> dict[str, int]:
     """Running task instances per worker host name (task_instance.hostname)."""
-    try:
-        import psycopg2
-    except ImportError as exc:  # pragma: no cover - depends on the interpreter
-        raise SignalError(f"the psycopg2 Python package is required to read task counts: {exc}") from exc
-    try:
-        conn = psycopg2.connect(dsn, connect_timeout=int(TIMEOUT))
-    except psycopg2.Error as exc:
-        raise SignalError(f"cannot connect to the metadata database: {_first_line(exc)}") from exc
-    try:
-        conn.set_session(readonly=True, autocommit=True)
-        with conn.cursor() as cur:
-            cur.execute(RUNNING_BY_HOST_SQL)
-            return {str(host or ""): int(n) for host, n in cur.fetchall()}
-    except psycopg2.Error as exc:
-        raise SignalError(f"cannot count running task instances: {_first_line(exc)}") from exc
-    finally:
-        conn.close()
+    with metadata_cursor(dsn, "count running task instances") as cur:
+        cur.execute(RUNNING_BY_HOST_SQL)
+        return {str(host or ""): int(n) for host, n in cur.fetchall()}
