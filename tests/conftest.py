@@ -47,6 +47,35 @@ def run(cmd: list[str], cwd: Path = ROOT, timeout: float = 1800, secret: bool = 
     return proc
 
 
+def why(proc: subprocess.CompletedProcess, limit: int = 6000) -> str:
+    """What went wrong in a command's output, short enough for a failure line.
+
+    For an ansible-playbook run: each failed task's name with its 'fatal:'/'failed:' lines and
+    what follows them, then the PLAY RECAP; otherwise the tail of the output. Known lab secret
+    values are masked.
+    """
+    lines = (proc.stdout or "").splitlines() + (proc.stderr or "").splitlines()
+    picked: list[str] = []
+    task = ""
+    for i, line in enumerate(lines):
+        if line.startswith("TASK [") or line.startswith("RUNNING HANDLER ["):
+            task = line
+        elif line.startswith(("fatal:", "failed:")) or "ERROR!" in line or line.startswith("[ERROR]"):
+            picked += [task, *lines[i : i + 12], ""]
+        elif line.startswith("PLAY RECAP"):
+            picked += lines[i:]
+            break
+    text = "\n".join(picked) if picked else "\n".join(lines[-60:])
+    text = f"rc={proc.returncode}\n{text}"
+    try:
+        values = [v for v in lab_secrets().values() if isinstance(v, str) and len(v) >= 8]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        values = []
+    for value in values:
+        text = text.replace(value, "********")
+    return text[-limit:]
+
+
 def container(host: str) -> str:
     """The container of a lab host (tools/lab.py container_name)."""
     return host if LAB_NAME == "lab" else f"{LAB_NAME}-{host}"

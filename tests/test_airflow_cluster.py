@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 from airflow_api import Airflow, container_ip
-from conftest import assert_refused, lab_secrets, on, playbook
+from conftest import assert_refused, lab_secrets, on, playbook, why
 
 pytestmark = pytest.mark.lab
 CANARY = "scalecorp_canary"
@@ -29,7 +29,7 @@ def systemctl(host: str, verb: str, unit: str) -> None:
 
 @pytest.fixture(scope="module")
 def api(lab):
-    assert lab.returncode == 0
+    assert lab.returncode == 0, why(lab)
     return Airflow()
 
 

@@ -15,7 +15,7 @@ import time
 import pytest
 import yaml
 from airflow_api import Airflow
-from conftest import LAB_INVENTORY, assert_refused, on, playbook, recap
+from conftest import LAB_INVENTORY, assert_refused, on, playbook, recap, why
 
 pytestmark = pytest.mark.lab
 CANARY = "scalecorp_canary"
@@ -28,7 +28,7 @@ ID = re.compile(r"Backup (\d{8}T\d{6}Z) in ")
 
 @pytest.fixture(scope="module")
 def api(lab):
-    assert lab.returncode == 0
+    assert lab.returncode == 0, why(lab)
     return Airflow()
 
 
@@ -43,7 +43,7 @@ def backup(*args: str):
 
 
 def backup_id(proc) -> str:
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
     return ID.search(proc.stdout).group(1)
 
 
@@ -109,7 +109,7 @@ def test_restore_with_swap_brings_deleted_runs_back(api, state):
 
     before = databases()
     proc = restore("-e", f"backup_id={id_}")
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
     assert all(c["failed"] == 0 for c in recap(proc.stdout).values())
     out = " ".join(proc.stdout.split())
     assert f"restored into airflow_restore_{id_.lower()}" in out
@@ -199,7 +199,7 @@ def test_retention_keeps_exactly_what_it_promises(api, state):
 def test_verify_mode_restores_compares_and_drops(api, state):
     before = databases()
     proc = restore("-e", "mode=verify")
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
     out = " ".join(proc.stdout.split())
     latest = backups()[-1]
     assert f"Backup {latest} restored into a scratch database" in out and "verified and dropped" in out

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 import yaml
-from conftest import LAB_INVENTORY, ROOT, assert_refused, playbook
+from conftest import LAB_INVENTORY, ROOT, assert_refused, playbook, why
 
 LAB_HOSTS = yaml.safe_load((LAB_INVENTORY / "hosts.yml").read_text())
 
@@ -71,7 +71,7 @@ def test_broken_inventory_fails_in_preflight_and_changes_nothing(tmp_path, case)
 
 def show_vars(inventory) -> dict:
     proc = playbook("tests/playbooks/show_vars.yml", inventory=inventory)
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
     rows = re.findall(r"VARS (\S+) (\S+) (\S+) (\S+)", proc.stdout)
     return {h: {"parallelism": int(p), "concurrency": int(c), "loaded": loaded == "True"} for h, p, c, loaded in rows}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import LAB_INVENTORY, ROOT, assert_refused, lab_secrets, on, playbook, recap
+from conftest import LAB_INVENTORY, ROOT, assert_refused, lab_secrets, on, playbook, recap, why
 
 pytestmark = pytest.mark.lab
 LAB_HOSTS = ["lab-api1", "lab-api2", "lab-lb1", "lab-pg1", "lab-pg2", "lab-rd1", "lab-rd2", "lab-wk1", "lab-wk2"]
@@ -25,7 +25,7 @@ def second_run(lab):
 
 
 def test_make_lab_converges_every_host_and_says_where_things_are(lab):
-    assert lab.returncode == 0
+    assert lab.returncode == 0, why(lab)
     counters = recap(lab.stdout)
     assert sorted(counters) == LAB_HOSTS
     assert all(c["failed"] == 0 and c["unreachable"] == 0 for c in counters.values())
@@ -45,7 +45,7 @@ def test_hosts_are_systemd_machines_with_the_baseline(lab):
 
 def test_second_run_changes_nothing(second_run):
     proc, _ = second_run
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
     counters = recap(proc.stdout)
     assert sorted(counters) == LAB_HOSTS
     assert {c["changed"] for c in counters.values()} == {0}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT, VENV_BIN, run
+from conftest import ROOT, VENV_BIN, run, why
 
 pytestmark = pytest.mark.molecule
 SCENARIOS = sorted(p.name for p in (ROOT / "molecule").iterdir() if (p / "molecule.yml").exists())
@@ -16,7 +16,7 @@ def test_there_are_scenarios():
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_scenario(scenario):
     proc = run([str(VENV_BIN / "molecule"), "test", "-s", scenario], timeout=2400)
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
     out = proc.stdout + proc.stderr
     for step in ("converge", "idempotence", "check", "verify"):
         assert f"{step}: Executed: Successful" in out.replace("➜ ", "").replace("\x1b", ""), f"{step} did not run"

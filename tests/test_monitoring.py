@@ -18,7 +18,7 @@ from functools import cache
 
 import pytest
 from airflow_api import Airflow, container_ip
-from conftest import LAB_INVENTORY, ROLES, ROOT, VENV_BIN, container, lab_secrets, on, playbook, run
+from conftest import LAB_INVENTORY, ROLES, ROOT, VENV_BIN, container, lab_secrets, on, playbook, run, why
 
 pytestmark = [pytest.mark.lab, pytest.mark.wip]  # not yet run to completion on the lab (issue 9 open)
 CANARY = "scalecorp_canary"
@@ -107,7 +107,7 @@ def systemctl(host: str, verb: str, unit: str) -> None:
 
 @pytest.fixture(scope="module")
 def receiver(lab):
-    assert lab.returncode == 0, "make lab failed"
+    assert lab.returncode == 0, why(lab)
     host = first("alertmanager")
     source = ROOT / "tests/fixtures/alert_receiver.py"
     assert run(["docker", "cp", str(source), f"{container(host)}:/root/alert_receiver.py"]).returncode == 0
@@ -152,7 +152,7 @@ def wait_for_alert(host: str, alertname: str, status: str, since: float, timeout
 @pytest.fixture(scope="module")
 def healthy(lab):
     """Every scrape target up before a test starts a fault."""
-    assert lab.returncode == 0, "make lab failed"
+    assert lab.returncode == 0, why(lab)
     wait_for("every scrape target up", lambda: prom("up") and all(value(s) == 1 for s in prom("up")), timeout=180)
 
 

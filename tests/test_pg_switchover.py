@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 from airflow_api import Airflow
-from conftest import LAB_INVENTORY, assert_refused, on, playbook, recap
+from conftest import LAB_INVENTORY, assert_refused, on, playbook, recap, why
 
 pytestmark = pytest.mark.lab
 CANARY = "scalecorp_canary"
@@ -43,7 +43,7 @@ def primary_and_standby() -> tuple[str, str]:
 def database_host(host: str) -> str:
     """The host in sql_alchemy_conn of an Airflow host (the line holds a password: only the host is read)."""
     proc = on(host, "sh", "-c", r"sed -n 's/^sql_alchemy_conn = .*@\([^:/]*\).*/\1/p' /etc/airflow/airflow.cfg")
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
     return proc.stdout.strip()
 
 
@@ -62,7 +62,7 @@ def wait_for_row(host: str, sql: str, timeout: float = 5) -> float:
 
 def switchover(*args: str):
     proc = playbook("playbooks/pg-switchover.yml", *args)
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
     return proc
 
 
@@ -80,7 +80,7 @@ def check_switched(old: str, new: str, rows: int) -> None:
 
 @pytest.fixture(scope="module")
 def cluster(lab):
-    assert lab.returncode == 0
+    assert lab.returncode == 0, why(lab)
     primary, standby = primary_and_standby()
     psql(primary, f"CREATE TABLE IF NOT EXISTS {PROBE} (id serial PRIMARY KEY, note text)")
     psql(primary, f"TRUNCATE {PROBE}")
@@ -114,7 +114,7 @@ def test_switchover_and_back_loses_no_committed_row(cluster):
     # The inventory still names the old primary: site.yml follows the running
     # cluster instead, and finds nothing to change.
     proc = playbook("playbooks/site.yml")
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
     assert {c["changed"] for c in recap(proc.stdout).values()} == {0}
     assert roles() == {primary: "standby", standby: "primary"}
     api = Airflow()
@@ -135,6 +135,6 @@ def test_connection_limits_raised_and_lowered_on_a_running_cluster(cluster):
     budget = psql(primary, "SHOW max_connections")
     for value in ("400", budget):
         proc = playbook("playbooks/site.yml", "--limit", "postgresql", "-e", f"postgresql_min_connections={value}")
-        assert proc.returncode == 0
+        assert proc.returncode == 0, why(proc)
         assert {psql(h, "SHOW max_connections") for h in (primary, standby)} == {str(max(int(value), int(budget)))}
         assert psql(primary, "SELECT state FROM pg_stat_replication", "postgres") == "streaming"

@@ -16,7 +16,7 @@ import time
 import pytest
 import yaml
 from airflow_api import Airflow
-from conftest import LAB_INVENTORY, assert_refused, on, playbook, recap
+from conftest import LAB_INVENTORY, assert_refused, on, playbook, recap, why
 
 pytestmark = pytest.mark.lab
 FLOOD = "scalecorp_flood"
@@ -91,7 +91,7 @@ def layout() -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def api(lab):
-    assert lab.returncode == 0
+    assert lab.returncode == 0, why(lab)
     return Airflow()
 
 
@@ -104,11 +104,11 @@ def back_to_min(lab):
 @pytest.mark.wip
 def test_scale_two_five_two(api, back_to_min):
     proc = scale("-e", "workers=2")
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
     assert layout() == {h: 1 for h in WORKERS}
 
     proc = scale("-e", "workers=5")
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
     assert "2 -> 5 worker instances" in " ".join(proc.stdout.split())
     five = layout()
     assert sum(five.values()) == 5 and max(five.values()) - min(five.values()) <= 1
@@ -130,7 +130,7 @@ def test_scale_two_five_two(api, back_to_min):
     assert layout() == five
 
     proc = scale("-e", "workers=2")
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
     assert layout() == {h: 1 for h in WORKERS}
     wait_ping(expected_nodes({h: 1 for h in WORKERS}))
 
@@ -151,7 +151,7 @@ def test_scale_down_mid_flood_loses_no_task(api, back_to_min):
     else:
         pytest.fail("the flood never got going")
     proc = scale("-e", "workers=2")
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
     out = " ".join(proc.stdout.split())
     # The module reports what it waited for: the stopped instances had tasks running.
     assert "waited_seconds" in out or "6 -> 2 worker instances" in out
@@ -165,7 +165,7 @@ def test_scale_down_mid_flood_loses_no_task(api, back_to_min):
 
 def test_status_shows_hosts_signals_and_the_decision(api):
     proc = scale("-e", "mode=status")
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
     out = proc.stdout
     for host in WORKERS:
         assert host in out

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 import yaml
-from conftest import ROLES, VENV_BIN, playbook, recap, run
+from conftest import ROLES, VENV_BIN, playbook, recap, run, why
 
 pytestmark = pytest.mark.unit
 CATALOG = yaml.safe_load((ROLES / "secrets/defaults/main.yml").read_text())["secrets_catalog"]
@@ -49,7 +49,7 @@ def test_a_new_secret_is_added_without_touching_the_others(inventory):
     assert playbook("tests/playbooks/secrets.yml", inventory=inventory).returncode == 0
     before = secrets_of(inventory)
     proc = playbook("tests/playbooks/secrets.yml", "-e", '{"secrets_extra": {"my_token": "hex"}}', inventory=inventory)
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
     after = secrets_of(inventory)
     assert re.fullmatch(r"[0-9a-f]{64}", after.pop("my_token"))
     assert after == before
@@ -60,7 +60,7 @@ def test_vault_encrypted_when_a_vault_password_is_configured(inventory, tmp_path
     vault_pass = tmp_path / "vault-pass"
     vault_pass.write_text("correct horse battery staple\n")
     proc = playbook("tests/playbooks/secrets.yml", "--vault-password-file", str(vault_pass), inventory=inventory)
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
     raw = (inventory / "group_vars/all/secrets.yml").read_text()
     assert raw.startswith("$ANSIBLE_VAULT;1.1;AES256")
     values = secrets_of(inventory, "--vault-password-file", str(vault_pass))
@@ -78,7 +78,7 @@ def test_vault_encrypted_when_a_vault_password_is_configured(inventory, tmp_path
 
 def test_check_mode_writes_nothing(inventory):
     proc = playbook("tests/playbooks/secrets.yml", "--check", inventory=inventory)
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
     assert not (inventory / "group_vars/all/secrets.yml").exists()
     assert recap(proc.stdout)["host-a"]["changed"] == 1
 

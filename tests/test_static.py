@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import COLLECTION, ROLES, ROOT, VENV_BIN, run
+from conftest import COLLECTION, ROLES, ROOT, VENV_BIN, run, why
 
 pytestmark = pytest.mark.lint
 ROLE_DIRS = sorted(p for p in ROLES.iterdir() if p.is_dir())
@@ -19,7 +19,7 @@ def test_yamllint():
 
 def test_ansible_lint_production_profile():
     proc = run([str(VENV_BIN / "ansible-lint"), "--profile", "production", "--offline"])
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
 
 
 def test_ruff_lint():
@@ -32,7 +32,7 @@ def test_ruff_format():
 
 def test_ansible_test_sanity():
     proc = run([str(VENV_BIN / "ansible-test"), "sanity", "--venv", "--python", "3.11", "--color", "no"], cwd=COLLECTION)
-    assert proc.returncode == 0
+    assert proc.returncode == 0, why(proc)
     assert 'Running sanity test "validate-modules"' in proc.stdout
 
 
