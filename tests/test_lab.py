@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import yaml
-from conftest import LAB_INVENTORY, ROOT, assert_refused, lab_secrets, on, playbook, recap, why
+from conftest import LAB_INVENTORY, ROOT, assert_refused, lab_secrets, on, playbook, recap, run, why
 
 pytestmark = pytest.mark.lab
 LAB_HOSTS = ["lab-api1", "lab-api2", "lab-lb1", "lab-pg1", "lab-pg2", "lab-rd1", "lab-rd2", "lab-wk1", "lab-wk2"]
@@ -76,3 +78,31 @@ def test_unreachable_host_fails_in_preflight(lab, tmp_path):
     proc = playbook("playbooks/site.yml", inventory=inventory)
     assert_refused(proc, "Host lab-wk9 is not reachable")
     assert (ROOT / "inventories/lab/group_vars/all/secrets.yml").exists()
+
+
+def test_up_reuses_only_the_containers_this_checkout_made():
+    """A container of the same name left by another checkout (or an earlier clone) holds
+    state made with secrets this checkout does not have: `up` makes it again."""
+    lab, owner = "ownertest", ROOT / ".cache/lab-ownertest.owner"
+    up = [sys.executable, str(ROOT / "tools/lab.py"), "up", "--name", lab, "h1"]
+
+    def container_id() -> str:
+        return run(["docker", "inspect", "-f", "{{.Id}}", f"{lab}-h1"]).stdout.strip()
+
+    try:
+        assert run(up).returncode == 0
+        first = container_id()
+        again = run(up)
+        assert again.returncode == 0, why(again)
+        assert container_id() == first, "this checkout's own container was not reused"
+        owner.write_text("someone-else\n")  # as a lab left on the disk by another clone
+        other = run(up)
+        assert other.returncode == 0, why(other)
+        assert "left by another checkout" in other.stdout
+        assert container_id() not in ("", first)
+        assert owner.read_text().strip() == "someone-else"  # the id is kept; the new container carries it
+        label = run(["docker", "inspect", "-f", '{{index .Config.Labels "scalecorp.lab.owner"}}', f"{lab}-h1"]).stdout.strip()
+        assert label == "someone-else"
+    finally:
+        run([sys.executable, str(ROOT / "tools/lab.py"), "down", "--name", lab])
+        owner.unlink(missing_ok=True)

@@ -17,6 +17,12 @@ The lab `lab` names its containers after the inventory hosts; another lab
 (SCALECORP_LAB_NAME=dev, for a second cluster beside the first) prefixes them
 with its name (`dev-lab-api1`), which inventories/lab maps with ansible_host.
 The inventory reaches them with the community.docker.docker connection.
+
+A lab belongs to the checkout that made it: its containers carry the label
+`scalecorp.lab.owner=<id>`, the id kept in .cache/lab-<name>.owner of the checkout.
+`up` reuses only its own containers; one of the same name left by another checkout
+or an earlier clone (configured with secrets this checkout does not have) is
+removed and made again.
 """
 
 from __future__ import annotations
@@ -31,11 +37,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_REPO = "scalecorp-lab/debian"
 LABEL = "scalecorp.lab"
+OWNER_LABEL = "scalecorp.lab.owner"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DEFAULT_RELEASE = "bookworm"
 RELEASES = ("bookworm", "trixie")
@@ -100,6 +108,15 @@ def container_name(lab: str, host: str) -> str:
 def facts_cache(lab: str) -> Path:
     """Ansible's fact cache for the hosts of lab `lab` (the Makefile exports the same)."""
     return ROOT / (".cache/facts" if lab == "lab" else f".cache/facts-{lab}")
+
+
+def owner_id(lab: str) -> str:
+    """This checkout's id for lab `lab`: made once, kept in .cache (never committed)."""
+    path = ROOT / ".cache" / f"lab-{lab}.owner"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(uuid.uuid4().hex + "\n")
+    return path.read_text().strip()
 
 
 def log(msg: str) -> None:
@@ -292,10 +309,14 @@ def cmd_up(args: argparse.Namespace) -> None:
         tag = build_image(release)
         host = alias if args.exact_names else container_name(args.name, alias)
         containers.append(host)
-        state = docker("inspect", "-f", "{{.State.Running}} {{.Config.Image}}", host, check=False)
+        fmt = f'{{{{.State.Running}}}} {{{{.Config.Image}}}} {{{{index .Config.Labels "{OWNER_LABEL}"}}}}'
+        state = docker("inspect", "-f", fmt, host, check=False)
         if state.returncode == 0:
-            running, image = state.stdout.split()
-            if image != tag:
+            running, image, owner = (state.stdout.split() + [""])[:3]
+            if owner != owner_id(args.name):
+                log(f"{host}: left by another checkout (its secrets are not ours), recreating")
+                docker("rm", "-f", "-v", host)
+            elif image != tag:
                 log(f"{host}: image recipe changed, recreating")
                 docker("rm", "-f", host)
             elif running == "true":
@@ -317,6 +338,8 @@ def cmd_up(args: argparse.Namespace) -> None:
             alias,
             "--label",
             f"{LABEL}={args.name}",
+            "--label",
+            f"{OWNER_LABEL}={owner_id(args.name)}",
             *RUN_FLAGS,
             tag,
             "/lib/systemd/systemd",
