@@ -25,6 +25,19 @@ FORMAT_VERSION = 1
 ID_FORMAT = "%Y%m%dT%H%M%SZ"
 ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z$")
 CHUNK = 1024 * 1024
+# The options pg_backup and pg_restore share (documented in doc_fragments/backup.py).
+COMMON_ARGUMENT_SPEC = {
+    "backup_dir": {"type": "path", "required": True},
+    "servers": {"type": "list", "elements": "dict", "required": True},
+    "port": {"type": "int", "default": 5432},
+    "database": {"type": "str", "default": "airflow"},
+    "login_user": {"type": "str", "default": "airflow_backup"},
+    "login_password": {"type": "str", "required": True, "no_log": True},
+    "sslmode": {"type": "str", "default": "require"},
+    "min_free_mb": {"type": "int", "default": 1024},
+    "pg_bin_dir": {"type": "path"},
+    "timeout": {"type": "int", "default": 86400},
+}
 MANIFEST_KEYS = (
     "format_version",
     "id",

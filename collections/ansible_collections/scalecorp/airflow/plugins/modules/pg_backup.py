@@ -21,35 +21,6 @@ description:
     never deleting the one just made, and removes leftovers of interrupted runs.
   - One backup at a time per backup directory (a lock file).
 options:
-  backup_dir:
-    description: Directory of the backups on this host.
-    type: path
-    required: true
-  servers:
-    description: The PostgreSQL nodes, as C(name) (inventory name) and C(host) (address).
-    type: list
-    elements: dict
-    required: true
-  port:
-    description: PostgreSQL port of every node.
-    type: int
-    default: 5432
-  database:
-    description: The database to back up.
-    type: str
-    default: airflow
-  login_user:
-    description: Role the backup logs in as (C(pg_read_all_data)).
-    type: str
-    default: airflow_backup
-  login_password:
-    description: Its password.
-    type: str
-    required: true
-  sslmode:
-    description: libpq C(sslmode) of every connection.
-    type: str
-    default: require
   prefer:
     description: Dump from a C(replica) (when one is within O(max_replica_lag)) or always from the C(primary).
     type: str
@@ -93,17 +64,6 @@ options:
     description: Keep the newest backup of each of the newest N ISO weeks that have backups (UTC).
     type: int
     default: 4
-  min_free_mb:
-    description: Free space that must remain on the backup file system after the dump, in MiB.
-    type: int
-    default: 1024
-  pg_bin_dir:
-    description: Directory of C(pg_dump); by default the newest installed client that is at least the server's major version.
-    type: path
-  timeout:
-    description: Seconds C(pg_dump) may run.
-    type: int
-    default: 86400
 attributes:
   check_mode:
     description: Discovers the source, checks space and the lock, and reports the id, the source and what
@@ -116,6 +76,8 @@ attributes:
     platforms: posix
     description: Debian hosts with python3-psycopg2 and postgresql-client.
     support: full
+extends_documentation_fragment:
+  - scalecorp.airflow.backup
 author:
   - ScaleCorp Platform Team (@scalecorp)
 """
@@ -443,13 +405,7 @@ def run(module):
 def main():
     module = AnsibleModule(
         argument_spec={
-            "backup_dir": {"type": "path", "required": True},
-            "servers": {"type": "list", "elements": "dict", "required": True},
-            "port": {"type": "int", "default": 5432},
-            "database": {"type": "str", "default": "airflow"},
-            "login_user": {"type": "str", "default": "airflow_backup"},
-            "login_password": {"type": "str", "required": True, "no_log": True},
-            "sslmode": {"type": "str", "default": "require"},
+            **bk.COMMON_ARGUMENT_SPEC,
             "prefer": {"type": "str", "choices": ["replica", "primary"], "default": "replica"},
             "max_replica_lag": {"type": "float", "default": 60},
             "dump_format": {"type": "str", "choices": ["custom", "directory"], "default": "custom"},
@@ -461,9 +417,6 @@ def main():
             "keep_last": {"type": "int", "default": 1},
             "keep_daily": {"type": "int", "default": 7},
             "keep_weekly": {"type": "int", "default": 4},
-            "min_free_mb": {"type": "int", "default": 1024},
-            "pg_bin_dir": {"type": "path"},
-            "timeout": {"type": "int", "default": 86400},
         },
         supports_check_mode=True,
     )

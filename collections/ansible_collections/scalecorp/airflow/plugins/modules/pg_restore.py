@@ -30,43 +30,14 @@ options:
     type: str
     choices: [restore, swap, verify]
     default: restore
-  backup_dir:
-    description: Directory of the backups on this host.
-    type: path
-    required: true
   backup_id:
     description: The backup, or C(latest).
     type: str
     required: true
-  servers:
-    description: The PostgreSQL nodes, as C(name) and C(host) (address).
-    type: list
-    elements: dict
-    required: true
-  port:
-    description: PostgreSQL port.
-    type: int
-    default: 5432
-  database:
-    description: The live database.
-    type: str
-    default: airflow
   owner:
     description: Role that owns the restored database and its objects.
     type: str
     default: airflow
-  login_user:
-    description: Role the restore logs in as (CREATEDB, member of O(owner) and C(pg_signal_backend)).
-    type: str
-    default: airflow_backup
-  login_password:
-    description: Its password.
-    type: str
-    required: true
-  sslmode:
-    description: libpq C(sslmode).
-    type: str
-    default: require
   jobs:
     description: Parallel jobs of C(pg_restore).
     type: int
@@ -75,17 +46,6 @@ options:
     description: Free bytes on the file system of the primary's data directory (the smallest among the nodes, as
       replicas receive the same data); unset skips that check.
     type: int
-  min_free_mb:
-    description: Free space that must remain there after the restore, in MiB.
-    type: int
-    default: 1024
-  pg_bin_dir:
-    description: Directory of C(pg_restore); by default the newest installed client at least the server's major.
-    type: path
-  timeout:
-    description: Seconds C(pg_restore) may run.
-    type: int
-    default: 86400
 attributes:
   check_mode:
     description: Runs every check (checksums included) and reports what would be restored or swapped.
@@ -97,6 +57,8 @@ attributes:
     platforms: posix
     description: Debian hosts with python3-psycopg2 and postgresql-client.
     support: full
+extends_documentation_fragment:
+  - scalecorp.airflow.backup
 author:
   - ScaleCorp Platform Team (@scalecorp)
 """
@@ -466,21 +428,12 @@ def run_swap(module, cluster, primary, *, manifest, name, result, started):
 def main():
     module = AnsibleModule(
         argument_spec={
+            **bk.COMMON_ARGUMENT_SPEC,
             "mode": {"type": "str", "choices": ["restore", "swap", "verify"], "default": "restore"},
-            "backup_dir": {"type": "path", "required": True},
             "backup_id": {"type": "str", "required": True},
-            "servers": {"type": "list", "elements": "dict", "required": True},
-            "port": {"type": "int", "default": 5432},
-            "database": {"type": "str", "default": "airflow"},
             "owner": {"type": "str", "default": "airflow"},
-            "login_user": {"type": "str", "default": "airflow_backup"},
-            "login_password": {"type": "str", "required": True, "no_log": True},
-            "sslmode": {"type": "str", "default": "require"},
             "jobs": {"type": "int", "default": 2},
             "target_free_bytes": {"type": "int"},
-            "min_free_mb": {"type": "int", "default": 1024},
-            "pg_bin_dir": {"type": "path"},
-            "timeout": {"type": "int", "default": 86400},
         },
         supports_check_mode=True,
     )
