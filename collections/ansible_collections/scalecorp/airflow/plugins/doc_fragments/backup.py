@@ -52,4 +52,12 @@ options:
     description: Seconds C(pg_dump) or C(pg_restore) may run.
     type: int
     default: 86400
+attributes:
+  diff_mode:
+    support: none
+    description: No diff.
+  platform:
+    platforms: posix
+    description: Debian hosts with python3-psycopg2 and postgresql-client.
+    support: full
 """

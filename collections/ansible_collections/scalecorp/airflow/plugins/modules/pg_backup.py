@@ -69,13 +69,6 @@ attributes:
     description: Discovers the source, checks space and the lock, and reports the id, the source and what
       retention would delete, without dumping or deleting.
     support: full
-  diff_mode:
-    support: none
-    description: No diff.
-  platform:
-    platforms: posix
-    description: Debian hosts with python3-psycopg2 and postgresql-client.
-    support: full
 extends_documentation_fragment:
   - scalecorp.airflow.backup
 author:

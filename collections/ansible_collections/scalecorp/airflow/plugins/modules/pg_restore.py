@@ -50,13 +50,6 @@ attributes:
   check_mode:
     description: Runs every check (checksums included) and reports what would be restored or swapped.
     support: full
-  diff_mode:
-    support: none
-    description: No diff.
-  platform:
-    platforms: posix
-    description: Debian hosts with python3-psycopg2 and postgresql-client.
-    support: full
 extends_documentation_fragment:
   - scalecorp.airflow.backup
 author:
