@@ -94,6 +94,10 @@ RUN_FLAGS = (
     "/tmp:exec",
     "--stop-signal",
     "SIGRTMIN+3",
+    # Docker's default 64 MB /dev/shm is too small for PostgreSQL's parallel workers
+    # (a VACUUM of a 1 GB table fails with "could not resize shared memory segment").
+    "--shm-size",
+    "1g",
 )
 
 
