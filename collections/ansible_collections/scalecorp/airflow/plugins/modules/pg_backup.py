@@ -40,7 +40,7 @@ options:
     type: int
     default: 2
   compress:
-    description: C(pg_dump --compress) level; unset for pg_dump's default.
+    description: C(pg_dump --compress) level, 0 to 9; unset for pg_dump's default.
     type: int
   airflow_version:
     description: Airflow version running against the database, recorded in the manifest.
@@ -302,6 +302,10 @@ def run(module):
     check = module.check_mode
     warnings = []
     backup_dir = p["backup_dir"]
+    if p["compress"] is not None and not 0 <= p["compress"] <= 9:
+        raise ValueError(f"compress must be 0 to 9 (pg_dump --compress), not {p['compress']}")
+    if p["jobs"] < 1:
+        raise ValueError(f"jobs must be 1 or more, not {p['jobs']}")
     if not os.path.isdir(backup_dir):
         if check:
             warnings.append(f"{backup_dir} does not exist yet")
