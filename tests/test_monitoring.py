@@ -61,17 +61,38 @@ def first(group: str) -> str:
     return groups()[group][0]
 
 
-def http_on(host: str, url: str, data: bytes | None = None) -> str:
-    """GET (or POST) a URL from inside a lab host (the monitoring services accept the monitoring hosts only)."""
-    script = (
-        "import sys, urllib.request; "
-        "d = sys.argv[2].encode() if len(sys.argv) > 2 else None; "
-        "print(urllib.request.urlopen(sys.argv[1], data=d, timeout=20).read().decode())"
-    )
-    args = ["python3", "-c", script, url] + ([data.decode()] if data is not None else [])
-    proc = on(host, *args)
+HTTP_SCRIPT = """
+import base64, sys, urllib.error, urllib.request
+url, data, auth = sys.argv[1], sys.argv[2], sys.argv[3]
+req = urllib.request.Request(url, data=data.encode() if data else None)
+if auth:
+    user, path = auth.split(":", 1)
+    token = base64.b64encode(f"{user}:{open(path).read().strip()}".encode()).decode()
+    req.add_header("Authorization", "Basic " + token)
+try:
+    with urllib.request.urlopen(req, timeout=20) as resp:
+        print(resp.status)
+        print(resp.read().decode())
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+"""
+
+
+def http(host: str, url: str, data: bytes | None = None, auth: str | None = "prometheus") -> tuple[int, str]:
+    """(status, body) of a GET (or POST) from inside a lab host (the monitoring services accept the
+    cluster's hosts only). `auth`: the service whose credentials to send (admin and the password file
+    the prometheus role writes, /etc/prometheus/<auth>.password), None for none."""
+    cred = f"admin:/etc/prometheus/{auth}.password" if auth else ""
+    proc = on(host, "python3", "-c", HTTP_SCRIPT, url, data.decode() if data is not None else "", cred)
     assert proc.returncode == 0, f"{url} from {host}: {proc.stderr[-500:]}"
-    return proc.stdout
+    status, _, body = proc.stdout.partition("\n")
+    return int(status), body
+
+
+def http_on(host: str, url: str, data: bytes | None = None, auth: str | None = "prometheus") -> str:
+    status, body = http(host, url, data, auth)
+    assert status == 200, f"{url} from {host}: HTTP {status}"
+    return body
 
 
 def prom(query: str) -> list[dict]:
@@ -166,6 +187,27 @@ def test_every_scrape_target_is_up(healthy):
     assert seen == expected
     down = [s["metric"] for s in samples if value(s) != 1]
     assert not down, f"targets down: {down}"
+
+
+def test_prometheus_and_alertmanager_refuse_requests_without_credentials(healthy):
+    """Every request needs the credentials, the probes too; a wrong password is refused like none."""
+    prometheus, alertmanager = first("prometheus"), first("alertmanager")
+    on(prometheus, "sh", "-c", "echo admin-guess > /etc/prometheus/wrong.password")
+    try:
+        for base, auth in (
+            (f"http://{container_ip(prometheus)}:9090", "prometheus"),
+            (f"http://{container_ip(alertmanager)}:9093", "alertmanager"),
+        ):
+            for path in ("/-/ready", "/api/v1/status/config" if auth == "prometheus" else "/api/v2/status", "/"):
+                assert http(prometheus, base + path, auth=None)[0] == 401, f"{base}{path} answered without credentials"
+                assert http(prometheus, base + path, auth="wrong")[0] == 401, f"{base}{path} took a wrong password"
+            assert http(prometheus, base + "/-/ready", auth=auth)[0] == 200
+    finally:
+        on(prometheus, "rm", "-f", "/etc/prometheus/wrong.password")
+    # Prometheus itself authenticates to both: they are scraped and alerts reach Alertmanager.
+    up = {s["metric"]["job"]: value(s) for s in prom('up{job=~"prometheus|alertmanager"}')}
+    assert up == {"prometheus": 1.0, "alertmanager": 1.0}
+    assert value(prom("sum(prometheus_notifications_alertmanagers_discovered)")[0]) >= 1
 
 
 @pytest.fixture(scope="module")
@@ -314,7 +356,7 @@ def test_bad_alertmanager_input_is_refused_and_the_running_config_kept(lab, extr
         assert extra["slack_webhook_url"] not in proc.stdout
     assert on(host, "sha256sum", "/etc/prometheus/alertmanager.yml").stdout.split()[0] == before
     assert on(host, "systemctl", "is-active", "prometheus-alertmanager").stdout.strip() == "active"
-    http_on(host, f"http://{container_ip(host)}:9093/-/ready")
+    http_on(host, f"http://{container_ip(host)}:9093/-/ready", auth="alertmanager")
 
 
 def test_flooded_queue_fires_celery_queue_long(healthy, receiver):
