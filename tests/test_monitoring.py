@@ -20,7 +20,7 @@ import pytest
 from airflow_api import Airflow, container_ip
 from conftest import LAB_INVENTORY, ROLES, ROOT, VENV_BIN, container, lab_secrets, on, playbook, run, why
 
-pytestmark = [pytest.mark.lab, pytest.mark.wip]  # not yet run to completion on the lab (issue 9 open)
+pytestmark = pytest.mark.lab
 CANARY = "scalecorp_canary"
 RECEIVER_PORT = 19093  # alertmanager_webhook_urls in the lab inventory
 RECEIVER_LOG = "/root/alerts.jsonl"

@@ -101,7 +101,6 @@ def back_to_min(lab):
     scale("-e", f"workers={len(WORKERS)}")
 
 
-@pytest.mark.wip
 def test_scale_two_five_two(api, back_to_min):
     proc = scale("-e", "workers=2")
     assert proc.returncode == 0, why(proc)
@@ -135,7 +134,6 @@ def test_scale_two_five_two(api, back_to_min):
     wait_ping(expected_nodes({h: 1 for h in WORKERS}))
 
 
-@pytest.mark.wip
 def test_scale_down_mid_flood_loses_no_task(api, back_to_min):
     assert scale("-e", "workers=6").returncode == 0
     six = layout()

@@ -102,7 +102,7 @@ stopped:
   elements: dict
   sample:
     - unit: airflow-worker@3.service
-      tasks: ["airflow supervisor: dag_id=flood task_id=sleep"]
+      tasks: ["task 01a21834-423f-7a5b-b50d-19d31da0469a"]
       waited_seconds: 41.2
 disabled:
   description: Units only disabled (they were not running).
@@ -127,9 +127,22 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.scalecorp.airflow.plugins.module_utils.scaling import instance_plan
 
-# An Airflow 3 task runs in a process named after it; older lines name the command.
-TASK_TITLE = re.compile(r"(airflow (?:supervisor|worker|task runner)[^\x00]*|airflow tasks run [^\x00]*)")
+# An Airflow 3 task runs as a supervisor process ("airflow supervisor: <ti id>") and
+# its child ("airflow worker -- <ti id>"): one task, counted once by its id. Older
+# lines name the command ("airflow tasks run ...").
+TASK_TITLE = re.compile(r"airflow (?:supervisor:|worker --|task runner:?)\s*(?P<id>\S+)|(?P<cmd>airflow tasks run .*)")
 RUNNING_STATES = ("active", "activating", "deactivating", "reloading")
+CGROUP_ROOTS = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd")
+
+
+def task_of(title: str) -> str | None:
+    """The task a process title belongs to ("task <id>", or the command line), or None."""
+    if "celery worker" in title:
+        return None
+    m = TASK_TITLE.search(title)
+    if not m:
+        return None
+    return f"task {m.group('id')}" if m.group("id") else m.group("cmd").strip()
 
 
 class Workers:
@@ -191,22 +204,27 @@ class Workers:
         cgroup = out.strip()
         if not cgroup:
             return []
-        procs = os.path.join("/sys/fs/cgroup", cgroup.lstrip("/"), "cgroup.procs")
-        found = []
-        try:
-            with open(procs, encoding="ascii") as f:
-                pids = [p.strip() for p in f if p.strip()]
-        except OSError:
+        pids = None
+        # cgroup v2 (Debian's default), then the hybrid and v1 layouts' systemd hierarchy.
+        for root in CGROUP_ROOTS:
+            try:
+                with open(os.path.join(root, cgroup.lstrip("/"), "cgroup.procs"), encoding="ascii") as f:
+                    pids = [p.strip() for p in f if p.strip()]
+                break
+            except OSError:
+                continue
+        if pids is None:
             return []
+        found = []
         for pid in pids:
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     title = f.read().replace(b"\x00", b" ").decode("utf-8", "replace").strip()
             except OSError:
                 continue
-            m = TASK_TITLE.search(title)
-            if m and "celery worker" not in title:
-                found.append(m.group(1).strip())
+            task = task_of(title)
+            if task and task not in found:
+                found.append(task)
         return found
 
 
