@@ -244,3 +244,23 @@ def test_directory_format_dumps_in_parallel_and_restores(api, state):
     proc = restore("-e", "mode=verify", "-e", f"backup_id={id_}")
     assert_refused(proc, f"backup {id_} is damaged, checksums do not match its manifest: {victim}: sha256", not_reached="Restore | into")
     assert databases() == before
+
+
+def test_backup_of_another_postgresql_major_is_refused(api, state):
+    """A backup made on another major version is refused before anything changes."""
+    source, copy = backups()[-1], "20000102T000000Z"
+    edit = (
+        "import json,sys; p=sys.argv[1]; m=json.load(open(p)); m['id']=sys.argv[2]; "
+        "m['postgresql_major']+=1; m['postgresql_version']=str(m['postgresql_major'])+'.0'; json.dump(m,open(p,'w'))"
+    )
+    assert on(BACKUP_HOST, "cp", "-a", f"{BACKUP_DIR}/{source}", f"{BACKUP_DIR}/{copy}").returncode == 0
+    try:
+        assert on(BACKUP_HOST, "python3", "-c", edit, f"{BACKUP_DIR}/{copy}/manifest.json", copy).returncode == 0
+        before = databases()
+        proc = restore("-e", f"backup_id={copy}")
+        other = manifest(source)["postgresql_major"] + 1
+        assert_refused(proc, f"backup {copy} is of PostgreSQL {other}, the primary", not_reached="Restore | into")
+        assert "restore it on a cluster of the same major version" in " ".join(proc.stdout.split())
+        assert databases() == before
+    finally:
+        on(BACKUP_HOST, "rm", "-rf", f"{BACKUP_DIR}/{copy}")
