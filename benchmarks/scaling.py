@@ -79,7 +79,7 @@ def prepare_queue_probe() -> None:
 
 
 def active_nodes() -> dict[str, int]:
-    proc = on(WORKERS[0], "sh", "-c", CELERY.format(args="inspect active --timeout 5 --json"))
+    proc = on(WORKERS[0], "sh", "-c", CELERY.format(args="inspect active --timeout 5 --json"), secret=True)  # holds task tokens
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     return {node: len(tasks) for node, tasks in json.loads(lines[-1]).items()} if lines else {}
 
