@@ -424,7 +424,9 @@ def cmd_summary(args: argparse.Namespace) -> None:
                 shown += 1
     if not shown:
         print("  (no service listens yet)")
-    print("\nSecrets (passwords, keys): group_vars/all/secrets.yml of the inventory")
+    print("\nSecrets (passwords, keys): group_vars/all/secrets.yml of the inventory. Log in as admin with")
+    print("  airflow_admin_password (Airflow), flower_password (Flower), prometheus_web_password")
+    print("  (Prometheus), alertmanager_web_password (Alertmanager), grafana_admin_password (Grafana).")
 
 
 def main(argv: list[str] | None = None) -> None:
