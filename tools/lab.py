@@ -304,6 +304,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     if docker("network", "inspect", network, check=False).returncode != 0:
         docker("network", "create", "--label", f"{LABEL}={args.name}", network)
     started = time.monotonic()
+    owner = owner_id(args.name)
     created = []
     containers = []
     for alias, hvars in hosts.items():
@@ -316,8 +317,8 @@ def cmd_up(args: argparse.Namespace) -> None:
         fmt = f'{{{{.State.Running}}}} {{{{.Config.Image}}}} {{{{index .Config.Labels "{OWNER_LABEL}"}}}}'
         state = docker("inspect", "-f", fmt, host, check=False)
         if state.returncode == 0:
-            running, image, owner = (state.stdout.split() + [""])[:3]
-            if owner != owner_id(args.name):
+            running, image, made_by = (state.stdout.split() + [""])[:3]
+            if made_by != owner:
                 log(f"{host}: left by another checkout (its secrets are not ours), recreating")
                 docker("rm", "-f", "-v", host)
             elif image != tag:
@@ -343,7 +344,7 @@ def cmd_up(args: argparse.Namespace) -> None:
             "--label",
             f"{LABEL}={args.name}",
             "--label",
-            f"{OWNER_LABEL}={owner_id(args.name)}",
+            f"{OWNER_LABEL}={owner}",
             *RUN_FLAGS,
             tag,
             "/lib/systemd/systemd",
