@@ -14,13 +14,15 @@ description:
     Needs the C(redis) Python package (run it with the Airflow virtualenv's interpreter).
   - C(tasks) - queued and running task instances, the age of the oldest queued one, and running
     task instances per worker host name, from the metadata database. Needs C(psycopg2) (the Airflow virtualenv has it).
+  - C(schedulers) - the age of each scheduler host's last heartbeat, from the metadata database
+    (the query the Airflow signals exporter uses). Needs C(psycopg2) and O(dsn).
   - Reads only; never changes anything. The logic lives in C(module_utils/signals.py), shared with the Prometheus exporter.
 options:
   collect:
     description: Which signals to collect.
     type: list
     elements: str
-    choices: [host, queues, tasks]
+    choices: [host, queues, tasks, schedulers]
     default: [host]
   interval:
     description: Seconds over which CPU use is sampled.
@@ -53,7 +55,7 @@ options:
     elements: str
     default: [default]
   dsn:
-    description: libpq connection string of the metadata database, for O(collect=tasks); connect as the
+    description: libpq connection string of the metadata database, for O(collect=tasks) and O(collect=schedulers); connect as the
       read-only monitoring role (C(airflow_monitor)).
     type: str
 attributes:
@@ -112,6 +114,10 @@ queue_length:
   description: Messages waiting in all the queues.
   returned: when queues are collected
   type: int
+scheduler_heartbeat_age:
+  description: Seconds since each scheduler host's last heartbeat (host name as Airflow records it).
+  returned: when schedulers are collected
+  type: dict
 tasks:
   description: C(queued), C(running), C(oldest_queued_age_seconds) (null when nothing is queued),
     and C(running_by_host) (worker host name to running task instances).
@@ -124,6 +130,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.scalecorp.airflow.plugins.module_utils.airflow_metrics import database_metrics
 from ansible_collections.scalecorp.airflow.plugins.module_utils.signals import (
     SignalError,
     host_utilisation,
@@ -143,7 +150,7 @@ def parse_sentinel(text: str) -> tuple[str, int]:
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "collect": {"type": "list", "elements": "str", "choices": ["host", "queues", "tasks"], "default": ["host"]},
+            "collect": {"type": "list", "elements": "str", "choices": ["host", "queues", "tasks", "schedulers"], "default": ["host"]},
             "interval": {"type": "float", "default": 1.0},
             "sentinels": {"type": "list", "elements": "str", "default": []},
             "master_name": {"type": "str", "default": "airflow"},
@@ -179,6 +186,10 @@ def main() -> None:
                 module.fail_json(msg="collect=tasks needs dsn")
             result["tasks"] = task_counts(p["dsn"])
             result["tasks"]["running_by_host"] = running_by_host(p["dsn"])
+        if "schedulers" in p["collect"]:
+            if not p["dsn"]:
+                module.fail_json(msg="collect=schedulers needs dsn")
+            result["scheduler_heartbeat_age"] = database_metrics(p["dsn"])["scheduler_heartbeat_age"]
         if "host" in p["collect"]:
             result["host"] = host_utilisation(interval=p["interval"])
             result["hostname"] = socket.getfqdn()
