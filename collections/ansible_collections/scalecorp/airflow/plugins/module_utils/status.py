@@ -126,7 +126,7 @@ def health_row(host: str, component: str, health: dict | None, now: float) -> di
         status = str(entry.get("status") or "unknown")
         beat = next((v for k, v in entry.items() if k.startswith("latest_") and k.endswith("_heartbeat")), None)
         stamp = parse_timestamp(beat)
-        age = f" {seconds(now - stamp)}" if stamp is not None else ""
+        age = f" (beat {seconds(now - stamp)} ago)" if stamp is not None else ""
         parts.append(f"{part}={status}{age}")
         if status != "healthy":
             bad.append(part)
