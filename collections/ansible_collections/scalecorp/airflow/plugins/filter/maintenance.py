@@ -41,6 +41,13 @@ def scaling_history_summary(history, now, hours=168):
         raise AnsibleFilterError(f"scaling_history_summary: {exc}") from exc
 
 
+def restart_plan(units, order, never=None):
+    try:
+        return _m.restart_plan(list(units or []), list(order or []), list(never or []))
+    except (TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f"restart_plan: {exc}") from exc
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -49,4 +56,5 @@ class FilterModule:
             "apt_security_upgrades": apt_security_upgrades,
             "db_clean_counts": db_clean_counts,
             "scaling_history_summary": scaling_history_summary,
+            "restart_plan": restart_plan,
         }

@@ -20,12 +20,14 @@ _CLEAN_ARCHIVE = re.compile(r"^Moving data to table (?P<archive>\S+)")
 def render_table(columns, rows, empty="(none)"):
     """A table as aligned text, Markdown style ('| a | b |'), readable in a terminal and in a page.
 
-    columns: header names; rows: lists (or dicts keyed by the column names). Numbers align right.
+    columns: header names, or [key, header] pairs; rows: lists in column order, or dicts keyed by
+    the column names (keys). Numbers align right.
     """
-    columns = [str(c) for c in columns]
+    keys = [str(c[0]) if isinstance(c, (list, tuple)) else str(c) for c in columns]
+    columns = [str(c[1]) if isinstance(c, (list, tuple)) else str(c) for c in columns]
     cells = []
     for row in rows or []:
-        values = [row.get(c, "") for c in columns] if isinstance(row, dict) else list(row)
+        values = [row.get(k, "") for k in keys] if isinstance(row, dict) else list(row)
         values = (values + [""] * len(columns))[: len(columns)]
         cells.append(["" if v is None else str(v) for v in values])
     if not cells:
@@ -161,3 +163,25 @@ def scaling_history_summary(history, now, hours=168):
         "max_workers": max(counts) if counts else None,
         "skipped": skipped,
     }
+
+
+def restart_plan(units, order, never=(), worker_prefix="airflow-worker@"):
+    """How one host's units are restarted by the patch play.
+
+    units: unit names (with or without '.service'). Returns {workers, services, left_alone}:
+    the worker instances (drained before, started after), the other units in restart order
+    (units matching no pattern of `order` first, then by the first pattern each matches),
+    and the units matching a `never` pattern (reported, not restarted).
+    """
+    names = sorted({re.sub(r"\.service$", "", u) for u in units or [] if u})
+    left_alone = [u for u in names if any(re.match(p, u) for p in never or [])]
+    workers = [u for u in names if u.startswith(worker_prefix) and u not in left_alone]
+    rest = [u for u in names if u not in left_alone and u not in workers]
+
+    def rank(unit):
+        for i, pattern in enumerate(order or []):
+            if re.match(pattern, unit):
+                return i + 1
+        return 0
+
+    return {"workers": workers, "services": sorted(rest, key=lambda u: (rank(u), u)), "left_alone": left_alone}

@@ -7,6 +7,7 @@ from ansible_collections.scalecorp.airflow.plugins.module_utils.maintenance impo
     db_clean_counts,
     render_report,
     render_table,
+    restart_plan,
     scaling_history_summary,
 )
 
@@ -38,6 +39,7 @@ def test_table_aligns_and_right_aligns_numbers():
     assert lines[1] == "|---------|-------:|"
     assert lines[2] == "| lab-pg1 |     12 |"
     assert lines[3] == "| lab-lb1 |      7 |"
+    assert render_table([["k", "key"], "n"], [{"k": "x", "n": 1.5}]).splitlines()[0] == "| key |   n |"
     assert render_table(["a"], []) == "(none)"
     assert render_table(["a"], [], empty="nothing") == "nothing"
 
@@ -86,3 +88,15 @@ def test_scaling_history_per_hour():
         {"hour": "2025-11-26 16:00", "changes": 2, "up": 0, "down": 1, "set": 1, "min_workers": 2, "max_workers": 6},
     ]
     assert scaling_history_summary("", base)["rows"] == []
+
+
+def test_restart_plan_drains_workers_orders_services_and_leaves_dbus():
+    units = ["airflow-api-server.service", "airflow-worker@2.service", "cron.service", "dbus.service", "postgresql@15-main.service"]
+    units += ["airflow-scheduler", "airflow-worker@1"]
+    plan = restart_plan(units, ["^postgresql", "^airflow-scheduler", "^airflow-api-server"], ["^dbus"])
+    assert plan == {
+        "workers": ["airflow-worker@1", "airflow-worker@2"],
+        "services": ["cron", "postgresql@15-main", "airflow-scheduler", "airflow-api-server"],
+        "left_alone": ["dbus"],
+    }
+    assert restart_plan([], []) == {"workers": [], "services": [], "left_alone": []}
