@@ -241,8 +241,9 @@ def heartbeat_row(host: str, fqdn: str, beats: dict | None, settings: dict, sign
 
 def _sentinel_state(sentinel: dict) -> tuple[str, str, str]:
     sentinel = sentinel or {}
-    lines = [ln.strip() for ln in (sentinel.get("answer") or "").splitlines() if ln.strip()]
-    if sentinel.get("error") or len(lines) != 2:
+    # The answer to AUTH ("OK") comes first.
+    lines = [ln.strip() for ln in (sentinel.get("answer") or "").splitlines() if ln.strip() and ln.strip() != "OK"]
+    if sentinel.get("error") or len(lines) != 2 or not lines[1].isdigit():
         return "unreachable", str(sentinel.get("error") or " ".join(lines) or "no answer")[:120], FAIL
     return f"{lines[0]}:{lines[1]}", "", OK
 

@@ -44,7 +44,7 @@ def healthy_hosts() -> list[dict]:
             "units_expected": ["redis-server", "redis-sentinel"],
             "units": show(("redis-server", "active", "running"), ("redis-sentinel", "active", "running")),
             "redis": {"info": "# Replication\r\nrole:master\r\nconnected_slaves:1\r\n", "error": ""},
-            "sentinel": {"answer": "10.0.0.4\n6379\n", "error": ""},
+            "sentinel": {"answer": "OK\n10.0.0.4\n6379\n", "error": ""},
         },
         {
             "host": "rd2",
@@ -214,3 +214,10 @@ def test_table_aligns_columns():
     assert lines[0].startswith("HOST       COMPONENT  STATE")
     assert lines[2].startswith("long-host  component  state  FAIL")
     assert lines[-1] == "2 checks: 1 ok, 0 warning(s), 1 unhealthy"
+
+
+def test_a_sentinel_that_refuses_the_password():
+    row = status.report(
+        [{"host": "s", "sentinel": {"answer": "WRONGPASS invalid password\nNOAUTH Authentication required.", "error": ""}}], {}
+    )
+    assert "s sentinel master (unreachable)" in row["problems"]
