@@ -90,9 +90,14 @@ def parse_info(text: str) -> dict[str, str]:
     for raw in (text or "").splitlines():
         line = raw.strip()
         if line and not line.startswith("#") and ":" in line:
-            key, _, value = line.partition(":")
+            key, value = line.split(":", 1)
             info[key] = value
     return info
+
+
+def _short(name) -> str:
+    """A host name without its domain."""
+    return str(name).split(".", maxsplit=1)[0]
 
 
 def _unit_key(name: str) -> str:
@@ -177,7 +182,7 @@ def worker_row(host: str, workers: dict, busy_by_host: dict | None) -> dict:
         busy = "?"
     else:
         name = workers.get("hostname") or host
-        busy = str(sum(int(v) for k, v in busy_by_host.items() if k == name or k.split(".")[0] == str(name).split(".")[0]))
+        busy = str(sum(int(v) for k, v in busy_by_host.items() if k == name or _short(k) == _short(name)))
     level = OK if running == recorded and recorded > 0 else FAIL
     return _row(host, "celery workers", f"{running}/{recorded} instances", f"slots busy/total {busy}/{slots}", level)
 
@@ -230,8 +235,7 @@ def heartbeat_row(host: str, fqdn: str, beats: dict | None, settings: dict, sign
     if beats is None:
         reason = signals.get("error") or "the metadata database was not read"
         return _row(host, "scheduler heartbeat", "unknown", str(reason)[:120], FAIL)
-    short = str(fqdn).split(".")[0]
-    ages = [float(v) for k, v in beats.items() if k == fqdn or str(k).split(".")[0] == short]
+    ages = [float(v) for k, v in beats.items() if k == fqdn or _short(k) == _short(fqdn)]
     if not ages:
         return _row(host, "scheduler heartbeat", "never", f"no heartbeat from {fqdn}", FAIL)
     age = min(ages)
