@@ -8,6 +8,7 @@ jobs with) against the lab, with each template's extra variables and tags.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -163,6 +164,34 @@ def test_configure_playbook_syntax_and_refusal():
     assert proc.returncode != 0
     assert "Give the AWX URL and an OAuth token" in " ".join(proc.stdout.split())
     assert recap(proc.stdout)["localhost"]["changed"] == 0
+
+
+@pytest.mark.lint
+def test_configure_playbook_tasks_pass_argument_validation(tmp_path):
+    """Every awx.awx task of configure.yml, run against an AWX that does not answer, gets as far as the API call."""
+    plays = yaml.safe_load((ROOT / "awx/configure.yml").read_text())
+    for play in plays:
+        play["vars_files"] = [str(ROOT / "awx" / name) for name in play["vars_files"]]
+        for task in play["tasks"]:
+            task["ignore_errors"] = True
+            task.pop("no_log", None)  # dummy values below, and the messages are what is checked
+    probe = tmp_path / "probe.yml"
+    probe.write_text(yaml.safe_dump(plays, sort_keys=False))
+    dummies = ["awx_host=http://127.0.0.1:9", "awx_token=dummy", "awx_machine_ssh_key=dummy", "awx_vault_password=dummy"]
+    proc = run(
+        [str(VENV_BIN / "ansible-playbook"), str(probe), *[a for d in dummies for a in ("-e", d)]],
+        ANSIBLE_STDOUT_CALLBACK="json",
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+    )
+    tasks = json.loads(proc.stdout)["plays"][0]["tasks"]
+    seen = set()
+    for task in tasks[1:]:
+        result = task["hosts"]["localhost"]
+        for item in result.get("results", [result]):
+            msg = str(item.get("msg", ""))
+            assert "trying to connect to http://127.0.0.1:9/api/v2/" in msg, f"{task['task']['name']}: {msg[:500]}"
+        seen.add(task["task"]["name"])
+    assert "Job templates" in seen and "Schedules" in seen
 
 
 # -- lint: the execution environment --------------------------------------------------------
