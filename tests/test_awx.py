@@ -234,6 +234,15 @@ def test_ansible_builder_create(tmp_path):
     # The collection, as ansible-galaxy installs it from the context (type: dir).
     for path in ("galaxy.yml", "meta/runtime.yml", "plugins/modules/pg_backup.py", "roles/airflow/tasks/main.yml"):
         assert (build / "scalecorp.airflow" / path).is_file(), path
+    # ansible-galaxy installs it from there as the image build does (cwd /build); the others need Galaxy.
+    only_this = build / "this-collection.yml"
+    only_this.write_text(yaml.safe_dump({"collections": [{"name": "./scalecorp.airflow", "type": "dir"}]}))
+    proc = run(
+        [str(VENV_BIN / "ansible-galaxy"), "collection", "install", "--no-deps", "-r", only_this.name, "-p", str(tmp_path / "installed")],
+        cwd=build,
+    )
+    assert proc.returncode == 0, why(proc)
+    assert (tmp_path / "installed/ansible_collections/scalecorp/airflow/MANIFEST.json").is_file()
     controller = pins(ROOT / "requirements.txt")
     containerfile = (context / "Containerfile").read_text()
     refs = re.search(r'^ARG ANSIBLE_INSTALL_REFS="(.*)"$', containerfile, re.M).group(1).split()
