@@ -238,7 +238,17 @@ def test_ansible_builder_create(tmp_path):
     only_this = build / "this-collection.yml"
     only_this.write_text(yaml.safe_dump({"collections": [{"name": "./scalecorp.airflow", "type": "dir"}]}))
     proc = run(
-        [str(VENV_BIN / "ansible-galaxy"), "collection", "install", "--no-deps", "-r", only_this.name, "-p", str(tmp_path / "installed")],
+        [
+            str(VENV_BIN / "ansible-galaxy"),
+            "collection",
+            "install",
+            "--force",
+            "--no-deps",
+            "-r",
+            only_this.name,
+            "-p",
+            str(tmp_path / "installed"),
+        ],
         cwd=build,
     )
     assert proc.returncode == 0, why(proc)
