@@ -124,3 +124,11 @@ def lab():
     yield proc
     if os.environ.get("SCALECORP_KEEP_LAB") != "1":
         run([sys.executable, str(ROOT / "tools/lab.py"), "down", "--name", LAB_NAME])
+
+
+# Modules that rebuild the lab's Airflow from scratch run after every other module.
+LAST_MODULES = ("test_upgrade.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.path.name in LAST_MODULES)
