@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import re
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,9 +91,9 @@ def main() -> int:
         if offset >= page["total_entries"]:
             break
     starts.sort()
-    gaps = [(b - a, a) for a, b in zip(starts, starts[1:]) if b >= t0 - 60 and a <= t1 + 60]
+    gaps = [(b - a, a) for a, b in pairwise(starts) if b >= t0 - 60 and a <= t1 + 60]
     gap, gap_at = max(gaps) if gaps else (float("nan"), t0)
-    normal = sorted(b - a for a, b in zip(starts, starts[1:]) if b < t0)
+    normal = sorted(b - a for a, b in pairwise(starts) if b < t0)
     median = normal[len(normal) // 2] if normal else float("nan")
 
     rows = [
@@ -102,7 +104,7 @@ def main() -> int:
         ("airflow db migrate (its own time)", f"{migrate_s:.1f}", ""),
         ("scheduling gap (longest time between two task starts)", f"{gap:.1f}", ""),
         ("gap - migrate", f"{gap - migrate_s:.1f}", "goal <= 60: " + ("met" if gap - migrate_s <= 60 else "missed")),
-        ("gap / migrate", f"{gap / migrate_s:.2f} x" if migrate_s == migrate_s and migrate_s else "-", ""),
+        ("gap / migrate", f"{gap / migrate_s:.2f} x" if not math.isnan(migrate_s) and migrate_s else "-", ""),
         ("gap began after the upgrade started (s)", f"{gap_at - t0:.0f}", ""),
     ]
     width = max(len(r[0]) for r in rows)

@@ -24,7 +24,7 @@ def version_key(version: str) -> tuple:
         raise AnsibleFilterError(f"not an Airflow version: {version!r}")
     numbers = re.match(r"^[\d.]+", version).group(0).rstrip(".")
     parts = [int(p) for p in numbers.split(".")] + [0] * (3 - len(numbers.split(".")))
-    suffix = version[len(numbers):]
+    suffix = version[len(numbers) :]
     return (*parts, 0 if suffix else 1, suffix)
 
 
@@ -83,7 +83,11 @@ def upgrade_backup_fresh(manifest: dict | None, version: str, now: str, max_age:
         raise AnsibleFilterError("upgrade_backup_fresh: both times need a time zone")
     age = (at - taken).total_seconds()
     if manifest.get("airflow_version") != version:
-        return {"fresh": False, "id": backup_id, "why": f"backup {backup_id} is of Airflow {manifest.get('airflow_version')}, not {version}"}
+        return {
+            "fresh": False,
+            "id": backup_id,
+            "why": f"backup {backup_id} is of Airflow {manifest.get('airflow_version')}, not {version}",
+        }
     if age > int(max_age):
         return {"fresh": False, "id": backup_id, "why": f"backup {backup_id} is {int(age)} s old (more than {int(max_age)} s)"}
     return {"fresh": True, "id": backup_id, "why": f"backup {backup_id} of Airflow {version}, {int(age)} s old"}
