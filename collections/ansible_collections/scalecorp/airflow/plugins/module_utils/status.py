@@ -324,8 +324,10 @@ def alerts_row(alerts: dict, settings: dict) -> dict:
         return _row(host, "alerts firing", "0", "", OK)
     severe = set(settings["alert_fail_severities"])
     names = sorted({f"{a.get('labels', {}).get('alertname', '?')}({a.get('labels', {}).get('severity', '?')})" for a in firing})
-    level = FAIL if any(a.get("labels", {}).get("severity") in severe for a in firing) else WARN
-    return _row(host, "alerts firing", str(len(firing)), ", ".join(names)[:200], level)
+    failing = sorted({a.get("labels", {}).get("alertname", "?") for a in firing if a.get("labels", {}).get("severity") in severe})
+    if failing:  # the state names them: the failure message is made of host, component and state
+        return _row(host, "alerts firing", f"{len(firing)}: {', '.join(failing)}"[:120], ", ".join(names)[:200], FAIL)
+    return _row(host, "alerts firing", str(len(firing)), ", ".join(names)[:200], WARN)
 
 
 def problems(table_rows: list[dict]) -> list[str]:

@@ -176,7 +176,7 @@ def test_stale_heartbeat_stopped_worker_old_backup_and_critical_alert():
     assert "api1 scheduler heartbeat (10 min ago)" in problems
     assert "wk1 celery workers (1/2 instances)" in problems
     assert "lb1 last backup (6.7 d ago)" in problems
-    assert "lb1 alerts firing (1)" in problems
+    assert "lb1 alerts firing (1: RedisDown)" in problems
 
 
 def test_warnings_do_not_fail():
