@@ -99,7 +99,7 @@ def rss_table() -> list[tuple[str, str, float]]:
             if len(parts) == 2:
                 per_unit[parts[1]] = per_unit.get(parts[1], 0) + int(parts[0])
         for unit, kb in sorted(per_unit.items()):
-            if unit.startswith(("airflow", "postgresql", "redis", "nginx")):
+            if unit.startswith(("airflow", "postgresql", "redis", "nginx", "prometheus", "alertmanager", "grafana", "scalecorp")):
                 rows.append((host, unit, kb / 1024))
         rows.append((host, "(whole host)", sum(per_unit.values()) / 1024))
     return rows
@@ -115,7 +115,11 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--version", default="3.3.2")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--memory-only", action="store_true", help="only the memory table, of the running lab (nothing destroyed)")
     args = parser.parse_args()
+    if args.memory_only:
+        print_memory()
+        return 0
     sh([sys.executable, "tools/wheelhouse.py", args.version])
 
     base = None if args.skip_baseline else baseline(args.version)
@@ -140,10 +144,28 @@ def main() -> int:
     print("\nSlowest tasks of the cold run")
     for line in slowest(cold_proc.stdout):
         print("  " + line)
-    print("\nResident memory (MB), summed per systemd unit")
-    for host, unit, mb in rss_table():
-        print(f"  {host:10} {unit:34} {mb:8.0f}")
+    print_memory()
     return 0
+
+
+def print_memory() -> None:
+    """RSS per unit, per host and per tier (the inventory's groups), and the whole cluster."""
+    rows = rss_table()
+    print(f"\nResident memory (MB), summed per systemd unit, {time.strftime('%Y-%m-%d %H:%M')}")
+    for host, unit, mb in rows:
+        print(f"  {host:10} {unit:34} {mb:8.0f}")
+    hosts = {host: mb for host, unit, mb in rows if unit == "(whole host)"}
+    tiers = {
+        "load balancer + monitoring (lb1)": ["lab-lb1"],
+        "API + scheduler hosts": ["lab-api1", "lab-api2"],
+        "workers": ["lab-wk1", "lab-wk2"],
+        "Redis + Sentinel": ["lab-rd1", "lab-rd2"],
+        "PostgreSQL": ["lab-pg1", "lab-pg2"],
+    }
+    print("\n| tier | hosts | MB |\n|---|---|---|")
+    for tier, members in tiers.items():
+        print(f"| {tier} | {len(members)} | {sum(hosts.get(h, 0) for h in members):.0f} |")
+    print(f"| whole HA cluster | {len(hosts)} | {sum(hosts.values()):.0f} |")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import LAB_INVENTORY, ROOT, assert_refused, lab_secrets, on, playbook, recap, run, why
+from conftest import LAB_INVENTORY, LAB_NAME, ROOT, assert_refused, lab_secrets, on, playbook, recap, run, why
 
 pytestmark = pytest.mark.lab
 LAB_HOSTS = ["lab-api1", "lab-api2", "lab-lb1", "lab-pg1", "lab-pg2", "lab-rd1", "lab-rd2", "lab-wk1", "lab-wk2"]
@@ -31,7 +31,7 @@ def test_make_lab_converges_every_host_and_says_where_things_are(lab):
     counters = recap(lab.stdout)
     assert sorted(counters) == LAB_HOSTS
     assert all(c["failed"] == 0 and c["unreachable"] == 0 for c in counters.values())
-    assert "Lab 'lab': 9 hosts" in lab.stdout
+    assert f"Lab '{LAB_NAME}': 9 hosts" in lab.stdout  # the lab these tests drive (SCALECORP_LAB_NAME)
     for host in LAB_HOSTS:
         assert any(line.startswith(host) and " running " in line for line in lab.stdout.splitlines())
 
