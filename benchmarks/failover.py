@@ -49,9 +49,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import yaml  # noqa: E402
 from airflow_api import Airflow, container_ip  # noqa: E402
-from conftest import container, lab_secrets, on, playbook, run, why  # noqa: E402
+from conftest import container, on, playbook, run, why  # noqa: E402
 from pg_switchover import PG_HOSTS  # noqa: E402
 from pg_switchover import primary as pg_primary_now  # noqa: E402
+from test_monitoring import sentinel_master  # noqa: E402
 from throughput import install_dag_file, remove_dag_file  # noqa: E402
 
 HOSTS = yaml.safe_load((ROOT / "inventories/lab/hosts.yml").read_text())["all"]["children"]
@@ -105,21 +106,7 @@ class Flow(threading.Thread):
 
 
 def redis_master_host() -> str:
-    sentinel = next(iter(HOSTS["redis_sentinel"]["hosts"]))
-    proc = on(
-        sentinel,
-        "env",
-        f"REDISCLI_AUTH={lab_secrets()['redis_sentinel_password']}",
-        "redis-cli",
-        "-p",
-        "26379",
-        "--raw",
-        "SENTINEL",
-        "get-master-addr-by-name",
-        "airflow",
-        secret=True,
-    )
-    address = proc.stdout.split()[0]
+    address = sentinel_master()
     return next(h for h in HOSTS["redis"]["hosts"] if container_ip(h) == address)
 
 
