@@ -40,7 +40,6 @@ import statistics
 import sys
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +52,7 @@ from conftest import container, on, playbook, run, why  # noqa: E402
 from pg_switchover import PG_HOSTS  # noqa: E402
 from pg_switchover import primary as pg_primary_now  # noqa: E402
 from test_monitoring import sentinel_master  # noqa: E402
-from throughput import install_dag_file, remove_dag_file  # noqa: E402
+from throughput import install_dag_file, parse, remove_dag_file  # noqa: E402
 
 HOSTS = yaml.safe_load((ROOT / "inventories/lab/hosts.yml").read_text())["all"]["children"]
 PG_PRIMARY = PG_HOSTS[0]  # the inventory's primary (postgresql_primary_host unset: the group's first host)
@@ -76,10 +75,6 @@ def tick():
 
 tick()
 '''
-
-
-def parse(ts: str | None) -> float | None:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() if ts else None
 
 
 class Flow(threading.Thread):
@@ -137,7 +132,6 @@ def drill_actions(name: str) -> tuple[callable, callable]:
 
         return brk, mend
     if name == "postgres":
-        state = {}
 
         def brk() -> str:
             was = pg_primary_now()
@@ -176,14 +170,11 @@ def drill(api: Airflow, name: str, args: argparse.Namespace) -> dict:
     ends: list[float] = []
     lost = retried = 0
     for run_id in flow.runs:
-        state = "?"
-        while time.monotonic() < deadline:
-            resp = api.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")
-            state = resp.json()["state"] if resp.status_code == 200 else "?"
-            if state in ("success", "failed"):
-                break
-            time.sleep(2)
-        tis = api.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        try:
+            state = api.wait_for_run(DAG_ID, run_id, timeout=max(1.0, deadline - time.monotonic()))
+        except AssertionError:  # not done within --settle
+            state = "?"
+        tis = api.task_instances(DAG_ID, run_id)
         if state != "success":
             lost += 1
         for ti in tis:
