@@ -90,6 +90,9 @@ DEFAULT_SETTINGS = {
     "execution_api_groups": ["airflow_worker"],
     # More flows: {src: group, host, address or network; dst: group or host; port; proto; why}.
     "extra_flows": [],
+    # host -> the port its sshd listens on, before the host's ssh_port (the role gives
+    # the port of the run's own connection, from SSH_CLIENT).
+    "ssh_ports": {},
 }
 
 PROTOCOLS = ("tcp", "udp")
@@ -112,6 +115,7 @@ def _settings(settings: dict | None) -> dict:
         ports[name] = _port(value, name)
     s["ports"] = ports
     s["scrape_jobs"] = list(s["scrape_jobs"] or DEFAULT_SCRAPE_JOBS)
+    s["ssh_ports"] = {str(h): v for h, v in dict(s["ssh_ports"] or {}).items()}
     if s["ui_sources"] is None:
         s["ui_sources"] = s["admin_sources"]
     for key in ("admin_sources", "client_sources", "ui_sources"):
@@ -194,7 +198,7 @@ def allowed_flows(groups: dict, hostvars_subset: dict, settings: dict | None = N
 
     groups: Ansible's `groups` (group -> host names, with the parent group `airflow`).
     hostvars_subset: host -> {address (the one the roles bind to and connect from,
-    ansible_default_ipv4), ssh_port (the host's ansible_port, optional)}.
+    ansible_default_ipv4), ssh_port (the host's ansible_port, optional; default 22)}.
     settings: see DEFAULT_SETTINGS.
     Returns [{src_host, src, dst_host, port, proto, why}] sorted by destination, port,
     protocol and source; src_host is an inventory host, or an address or network
@@ -248,7 +252,8 @@ def allowed_flows(groups: dict, hostvars_subset: dict, settings: dict | None = N
 
     # SSH from the controller and the admin networks, on each host's own port.
     for host in every:
-        port = _port((hostvars_subset.get(host) or {}).get("ssh_port") or p["ssh"], f"host {host} ssh_port")
+        port = s["ssh_ports"].get(host) or (hostvars_subset.get(host) or {}).get("ssh_port") or p["ssh"]
+        port = _port(port, f"host {host} SSH port")
         f.add(s["admin_sources"], [host], port, "SSH from the controller and admin networks", external=True)
 
     for extra in s["extra_flows"] or []:

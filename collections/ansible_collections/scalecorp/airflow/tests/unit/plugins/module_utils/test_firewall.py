@@ -268,6 +268,9 @@ def test_ssh_sources_reach_every_host_on_its_own_port():
         assert not accepts(rules, "203.0.113.5", rules[key]["port"])
         assert not accepts(rules, ADMIN, 2223)
     assert "22/tcp" not in rules_for_host("lab-pg1", flows)
+    # The port the run's own connection came in on wins (sshd behind a port forward).
+    flows = allowed_flows(LAB, hostvars, {"admin_sources": [ADMIN], "ssh_ports": {"lab-pg1": "22"}})
+    assert list(rules_for_host("lab-pg1", flows))[0] == "22/tcp"
 
 
 def test_ui_and_client_sources_can_be_narrowed():
@@ -321,6 +324,7 @@ def test_extra_flows_by_group_host_or_network():
         ({"admin_sources": ["controller"]}, "admin_sources: 'controller' is not an IP address"),
         ({"ports": {"postgres": 5432}}, "unknown port name 'postgres'"),
         ({"ports": {"postgresql": 70000}}, "postgresql: port 70000 is out of range"),
+        ({"ssh_ports": {"lab-wk1": "ssh"}}, "host lab-wk1 SSH port: port 'ssh' is not a number"),
         ({"sources": []}, "unknown setting 'sources'"),
         ({"extra_flows": [{"src": "lab-wk1", "dst": "nowhere", "port": 1}]}, "'nowhere' is neither a group nor a host"),
         ({"extra_flows": [{"src": "lab-wk1", "dst": "redis", "port": 1, "proto": "sctp"}]}, "proto must be one of tcp, udp"),
