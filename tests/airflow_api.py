@@ -15,9 +15,10 @@ def container_ip(host: str) -> str:
 
 
 class Airflow:
-    """Airflow's API at https://<load balancer>/, authenticated as the admin user."""
+    """Airflow's API at https://<load balancer>/, authenticated as the admin user (or another)."""
 
-    def __init__(self, lb_host: str = "lab-lb1"):
+    def __init__(self, lb_host: str = "lab-lb1", user: str = "admin", secret: str = "airflow_admin_password"):
+        self.user, self.secret = user, secret
         self.base = f"https://{container_ip(lb_host)}"
         # Verify TLS against the load balancer's own (self-signed) certificate.
         pem = on(lb_host, "cat", "/etc/nginx/tls/airflow.crt").stdout
@@ -28,13 +29,13 @@ class Airflow:
         self._token: str | None = None
 
     def token(self, timeout: float = 180) -> str:
-        """A token for the admin user; waits while the API servers (re)start (nginx answers 502/503)."""
+        """A token for the user; waits while the API servers (re)start (nginx answers 502/503)."""
         deadline = time.monotonic() + timeout
         while self._token is None:
             try:
                 resp = self.session.post(
                     f"{self.base}/auth/token",
-                    json={"username": "admin", "password": lab_secrets()["airflow_admin_password"]},
+                    json={"username": self.user, "password": lab_secrets()[self.secret]},
                     timeout=30,
                     verify=self.ca,
                 )

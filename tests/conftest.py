@@ -39,9 +39,22 @@ def env(**extra: str) -> dict:
     return e
 
 
-def run(cmd: list[str], cwd: Path = ROOT, timeout: float = 1800, secret: bool = False, **extra_env: str) -> subprocess.CompletedProcess:
-    """Run a command of the project; its output is printed when a test fails (unless it holds secrets)."""
-    proc = subprocess.run(cmd, cwd=cwd, env=env(**extra_env), text=True, capture_output=True, timeout=timeout, check=False)
+# Everything the Ansible commands of this session printed, for the secrets audit
+# (test_hardening.py): what a playbook shows must never hold a secret.
+PLAYBOOK_OUTPUTS: list[str] = []
+AUDITED_PROGRAMS = ("ansible-playbook", "ansible", "make")
+
+
+def run(
+    cmd: list[str], cwd: Path = ROOT, timeout: float = 1800, secret: bool = False, input: str | None = None, **extra_env: str
+) -> subprocess.CompletedProcess:
+    """Run a command of the project; its output is printed when a test fails (unless it holds secrets).
+
+    Secrets go in by `input` (standard input), never on the command line, which is printed.
+    """
+    proc = subprocess.run(cmd, cwd=cwd, env=env(**extra_env), text=True, capture_output=True, timeout=timeout, check=False, input=input)
+    if Path(cmd[0]).name in AUDITED_PROGRAMS:
+        PLAYBOOK_OUTPUTS.append(proc.stdout + proc.stderr)
     shown = "(output holds secrets: not shown)" if secret else f"{proc.stdout[-20000:]}\n{proc.stderr[-5000:]}"
     print(f"$ {' '.join(cmd)}\n--- rc={proc.returncode}\n{shown}")
     return proc
@@ -82,8 +95,9 @@ def container(host: str) -> str:
 
 
 def on(host: str, *cmd: str, **kw) -> subprocess.CompletedProcess:
-    """Run a command on a lab host."""
-    return run(["docker", "exec", container(host), *cmd], **kw)
+    """Run a command on a lab host (with `input`: on its standard input)."""
+    interactive = ["-i"] if kw.get("input") is not None else []
+    return run(["docker", "exec", *interactive, container(host), *cmd], **kw)
 
 
 def playbook(path: str, *args: str, inventory: str | Path = LAB_INVENTORY, **extra_env: str) -> subprocess.CompletedProcess:
@@ -126,9 +140,10 @@ def lab():
         run([sys.executable, str(ROOT / "tools/lab.py"), "down", "--name", LAB_NAME])
 
 
-# Modules that rebuild the lab's Airflow from scratch run after every other module.
-LAST_MODULES = ("test_upgrade.py",)
+# Modules that run after every other module, in this order: the upgrade tests rebuild
+# the lab's Airflow from scratch; the secrets audit reads every playbook's output.
+LAST_MODULES = ("test_upgrade.py", "test_secrets_audit.py")
 
 
 def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: item.path.name in LAST_MODULES)
+    items.sort(key=lambda item: LAST_MODULES.index(item.path.name) + 1 if item.path.name in LAST_MODULES else 0)

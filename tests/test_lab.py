@@ -22,7 +22,7 @@ class Secrets(dict):
 @pytest.fixture(scope="module")
 def second_run(lab):
     before = Secrets(lab_secrets())
-    proc = playbook("playbooks/site.yml")
+    proc = playbook("playbooks/site.yml", "-vvv")  # verbose: test_secrets_audit.py searches it
     return proc, before
 
 

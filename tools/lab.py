@@ -386,17 +386,19 @@ def cmd_status(args: argparse.Namespace) -> None:
         print(f"{host:20} {state:10} {addr}")
 
 
-# group -> (service, port, scheme) shown by `summary` when something listens there.
+# group -> (service, port, scheme, open to the controller) shown by `summary` when
+# something listens there. With the lab's firewall (inventories/lab/group_vars/all/lab.yml)
+# the API servers and PostgreSQL answer only the cluster's own hosts.
 SERVICES = (
-    ("loadbalancer", "Airflow UI and API (nginx)", 443, "https"),
-    ("airflow_api", "Airflow API server", 8080, "http"),
-    ("airflow_flower", "Flower", 5555, "http"),
-    ("prometheus", "Prometheus", 9090, "http"),
-    ("alertmanager", "Alertmanager", 9093, "http"),
-    ("grafana", "Grafana", 3000, "http"),
-    ("postgresql", "PostgreSQL", 5432, "postgresql"),
-    ("redis", "Redis", 6379, "redis"),
-    ("redis_sentinel", "Redis Sentinel", 26379, "redis"),
+    ("loadbalancer", "Airflow UI and API (nginx)", 443, "https", True),
+    ("airflow_api", "Airflow API server", 8080, "http", False),
+    ("airflow_flower", "Flower", 5555, "http", True),
+    ("prometheus", "Prometheus", 9090, "http", True),
+    ("alertmanager", "Alertmanager", 9093, "http", True),
+    ("grafana", "Grafana", 3000, "http", True),
+    ("postgresql", "PostgreSQL", 5432, "postgresql", False),
+    ("redis", "Redis", 6379, "redis", True),
+    ("redis_sentinel", "Redis Sentinel", 26379, "redis", True),
 )
 
 
@@ -418,10 +420,11 @@ def cmd_summary(args: argparse.Namespace) -> None:
         print(f"{host:12} {state:8} {addr:15} {', '.join(sorted(groups[host]))}")
     print("\nServices")
     shown = 0
-    for group, name, port, scheme in SERVICES:
+    for group, name, port, scheme, open_here in SERVICES:
         for host in sorted(h for h, g in groups.items() if group in g):
             if f":{port} " in listening.get(host, ""):
-                print(f"  {name:28} {scheme}://{addresses[host]}:{port}  ({host})")
+                where = "" if open_here else ", from the cluster's hosts only"
+                print(f"  {name:28} {scheme}://{addresses[host]}:{port}  ({host}{where})")
                 shown += 1
     if not shown:
         print("  (no service listens yet)")
