@@ -7,6 +7,7 @@ status, upgrade and its rollback."""
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from conftest import PLAYBOOK_OUTPUTS, lab_secrets, on, playbook, recap, why
@@ -59,17 +60,20 @@ def test_no_secret_in_any_playbook_output_or_host_log(lab):
     names = sorted(secrets)
     values = [secrets[n] for n in names]
     outputs = "\n".join(PLAYBOOK_OUTPUTS)
-    assert len(PLAYBOOK_OUTPUTS) >= len(VERBOSE_RUNS)
+    recorded = len(PLAYBOOK_OUTPUTS)
+    assert recorded >= len(VERBOSE_RUNS)
     leaked = sorted(n for n in names if secrets[n] in outputs)
     assert leaked == [], f"secrets in playbook output: {leaked}"
-    # The search also looks for a control string every host's journal holds: it does find.
-    control = "Started "
+    # The search also looks for a control string just logged on each host: it must find it.
+    control = f"scalecorp secrets audit control {uuid.uuid4().hex}"
     in_logs = {}
     for host in LAB_HOSTS:
+        assert on(host, "logger", "-t", "scalecorp-audit", control).returncode == 0
         proc = on(host, "python3", "-c", LOG_SEARCH, "/var/log", "/var/lib/airflow/logs", input="\n".join([*values, control]))
         assert proc.returncode == 0, proc.stderr
         found = json.loads(proc.stdout)
-        assert "journal" in found.pop(str(len(values)), []), f"the search found no {control!r} in the journal of {host}"
+        control_found = "journal" in found.pop(str(len(names)), [])
+        assert control_found, f"the search did not find the control string in the journal of {host}"
         for index, places in found.items():
             in_logs.setdefault(names[int(index)], []).extend(f"{host}:{p}" for p in places)
     assert in_logs == {}, f"secrets in the hosts' logs: {in_logs}"
