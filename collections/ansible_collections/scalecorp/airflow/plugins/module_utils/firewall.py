@@ -24,15 +24,10 @@ from __future__ import annotations
 
 import ipaddress
 
-AIRFLOW_GROUPS = (
-    "airflow",
-    "airflow_api",
-    "airflow_scheduler",
-    "airflow_dag_processor",
-    "airflow_triggerer",
-    "airflow_worker",
-    "airflow_flower",
-)
+from ansible_collections.scalecorp.airflow.plugins.module_utils import inventory
+
+# The parent group and its children (the inventory contract's Airflow groups).
+AIRFLOW_GROUPS = ("airflow", *inventory.AIRFLOW_GROUPS)
 
 # The ports the roles listen on, each as found in the role that sets it up.
 DEFAULT_PORTS = {
