@@ -430,7 +430,8 @@ def cmd_summary(args: argparse.Namespace) -> None:
         print("  (no service listens yet)")
     print("\nSecrets (passwords, keys): group_vars/all/secrets.yml of the inventory. Log in as admin with")
     print("  airflow_admin_password (Airflow), flower_password (Flower), prometheus_web_password")
-    print("  (Prometheus), alertmanager_web_password (Alertmanager), grafana_admin_password (Grafana).")
+    print("  (Prometheus), alertmanager_web_password (Alertmanager), grafana_admin_password (Grafana);")
+    print("  Airflow's read-only user: viewer, airflow_viewer_password.")
 
 
 def main(argv: list[str] | None = None) -> None:
