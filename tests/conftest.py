@@ -39,6 +39,9 @@ def env(**extra: str) -> dict:
     return e
 
 
+# The lab inventory's hosts (inventories/lab/hosts.yml).
+LAB_HOSTS = ["lab-api1", "lab-api2", "lab-lb1", "lab-pg1", "lab-pg2", "lab-rd1", "lab-rd2", "lab-wk1", "lab-wk2"]
+
 # Everything the Ansible commands of this session printed, for the secrets audit
 # (test_hardening.py): what a playbook shows must never hold a secret.
 PLAYBOOK_OUTPUTS: list[str] = []

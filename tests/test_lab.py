@@ -6,10 +6,9 @@ import sys
 
 import pytest
 import yaml
-from conftest import LAB_INVENTORY, LAB_NAME, ROOT, assert_refused, lab_secrets, on, playbook, recap, run, why
+from conftest import LAB_HOSTS, LAB_INVENTORY, LAB_NAME, ROOT, assert_refused, lab_secrets, on, playbook, recap, run, why
 
 pytestmark = pytest.mark.lab
-LAB_HOSTS = ["lab-api1", "lab-api2", "lab-lb1", "lab-pg1", "lab-pg2", "lab-rd1", "lab-rd2", "lab-wk1", "lab-wk2"]
 
 
 class Secrets(dict):

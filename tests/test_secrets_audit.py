@@ -10,10 +10,9 @@ import json
 import uuid
 
 import pytest
-from conftest import PLAYBOOK_OUTPUTS, lab_secrets, on, playbook, recap, why
+from conftest import LAB_HOSTS, PLAYBOOK_OUTPUTS, lab_secrets, on, playbook, recap, why
 
 pytestmark = pytest.mark.lab
-LAB_HOSTS = ["lab-api1", "lab-api2", "lab-lb1", "lab-pg1", "lab-pg2", "lab-rd1", "lab-rd2", "lab-wk1", "lab-wk2"]
 
 
 # The secrets audit: every playbook this session ran (PLAYBOOK_OUTPUTS, recorded by
