@@ -77,6 +77,16 @@ class Airflow:
         resp.raise_for_status()
         return resp.json()["dag_run_id"]
 
+    def set_run_state(self, dag_id: str, run_id: str, state: str, attempts: int = 4) -> None:
+        """Mark a run; a PATCH racing the scheduler on the same run's rows can get a
+        500 "Database error" (a lock conflict), which a client retries."""
+        for attempt in range(1, attempts + 1):
+            resp = self.request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", json={"state": state})
+            if resp.status_code == 200 or resp.status_code != 500 or attempt == attempts:
+                break
+            time.sleep(2 * attempt)
+        assert resp.status_code == 200, f"{dag_id}/{run_id} -> {state}: {resp.status_code} {resp.text[:300]}"
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
         deadline = time.monotonic() + timeout
         state = "?"

@@ -86,8 +86,7 @@ def test_bad_input_is_refused_before_anything_changes(api):
 def test_daily_reports_failed_runs_disk_and_memory_and_changes_nothing(api):
     # A run of the canary marked failed through the API: the daily report must list it.
     run_id = api.trigger(CANARY)
-    resp = api.request("PATCH", f"/api/v2/dags/{CANARY}/dagRuns/{run_id}", json={"state": "failed"})
-    assert resp.status_code == 200, resp.text
+    api.set_run_state(CANARY, run_id, "failed")
     proc = maintenance("--tags", "daily")
     report = report_of(proc)
     assert {c["changed"] for c in recap(proc.stdout).values()} == {0}, "a report-only run changes nothing"

@@ -379,7 +379,7 @@ def test_flooded_queue_fires_celery_queue_long(healthy, receiver):
         assert llen > 100 and exported > 100, (llen, exported)
         assert abs(exported - llen) <= 20, (exported, llen)
     finally:
-        api.request("PATCH", f"/api/v2/dags/scalecorp_flood/dagRuns/{run_id}", json={"state": "success"}).raise_for_status()
+        api.set_run_state("scalecorp_flood", run_id, "success")
     wait_for("the flood's messages drained", lambda: prom('max(airflow_celery_queue_length{queue="default"}) == 0'), timeout=300)
 
 
