@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 
 import requests
-from conftest import container, lab_secrets, on, run
+from conftest import LAB_INVENTORY, container, lab_secrets, run
 
 
 def container_ip(host: str) -> str:
@@ -20,11 +19,8 @@ class Airflow:
     def __init__(self, lb_host: str = "lab-lb1", user: str = "admin", secret: str = "airflow_admin_password"):
         self.user, self.secret = user, secret
         self.base = f"https://{container_ip(lb_host)}"
-        # Verify TLS against the load balancer's own (self-signed) certificate.
-        pem = on(lb_host, "cat", "/etc/nginx/tls/airflow.crt").stdout
-        with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as fh:
-            fh.write(pem)
-        self.ca = fh.name
+        # Verify TLS against the cluster CA, which signed nginx's certificate (secrets role).
+        self.ca = str(LAB_INVENTORY / "group_vars/all/secrets.ca.crt")
         self.session = requests.Session()
         self._token: str | None = None
 

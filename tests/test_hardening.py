@@ -10,7 +10,7 @@ import sys
 import pytest
 import requests
 from airflow_api import Airflow, container_ip
-from conftest import LAB_HOSTS, lab_secrets, on, run, why
+from conftest import LAB_HOSTS, LAB_INVENTORY, lab_secrets, on, run, why
 
 pytestmark = pytest.mark.lab
 AIRFLOW_PYTHON = "/opt/airflow/current/bin/python"  # the Airflow virtualenv (psycopg2)
@@ -118,20 +118,20 @@ def test_the_ruleset_is_on_at_boot_and_no_rollback_is_armed(firewalled):
 # PostgreSQL: hostssl for Airflow's user, from the Airflow hosts only. The password
 # goes in on standard input, never on a command line.
 PG_CONNECT = r"""
-import sys, psycopg2
-host, sslmode = sys.argv[1:3]
+import json, sys, psycopg2
+host, sslmode, extra = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 try:
     psycopg2.connect(host=host, user="airflow", password=sys.stdin.read(), dbname="airflow", sslmode=sslmode,
-                     connect_timeout=5).close()
+                     connect_timeout=5, **extra).close()
     print("connected")
 except psycopg2.OperationalError as exc:
     print(" ".join(str(exc).split()))
 """
 
 
-def pg_connect(source: str, sslmode: str, python: str = AIRFLOW_PYTHON) -> str:
+def pg_connect(source: str, sslmode: str, python: str = AIRFLOW_PYTHON, host: str | None = None, **extra) -> str:
     password = lab_secrets()["postgresql_airflow_password"]
-    proc = on(source, python, "-c", PG_CONNECT, container_ip("lab-pg1"), sslmode, input=password)
+    proc = on(source, python, "-c", PG_CONNECT, host or container_ip("lab-pg1"), sslmode, json.dumps(extra), input=password)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
 
@@ -144,6 +144,73 @@ def test_postgresql_admits_airflow_only_over_tls_and_only_from_airflow_hosts(fir
     outsider = pg_connect("lab-lb1", "require", python="/usr/bin/python3")
     assert "no pg_hba.conf entry" in outsider and 'user "airflow"' in outsider, outsider
     # lab-rd2 does not even pass the firewall (the scans above).
+
+
+# Airflow's own engines, sync (psycopg2) and async (asyncpg), as the airflow user with
+# airflow.cfg: each session reports TLS in pg_stat_ssl, on URLs that ask for verify-full.
+AIRFLOW_DB_TLS = r"""
+import asyncio, json
+from sqlalchemy import text
+from airflow import settings
+settings.configure_orm()
+Q = "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+with settings.engine.connect() as c:
+    sync = [list(r) for r in c.execute(text(Q))]
+async def main():
+    async with settings.async_engine.connect() as c:
+        rows = [list(r) for r in await c.execute(text(Q))]
+    await settings.async_engine.dispose()
+    return rows
+print(json.dumps({"sync": sync, "async": asyncio.run(main()),
+                  "sync_query": dict(settings.engine.url.query), "async_query": dict(settings.async_engine.url.query)}))
+"""
+
+
+OTHER_CA = "/usr/share/ca-certificates/mozilla/ISRG_Root_X1.crt"  # a public CA, from Debian's ca-certificates
+
+
+def test_airflow_verifies_postgresql_against_the_cluster_ca(firewalled):
+    proc = on(
+        "lab-api1",
+        "sh",
+        "-c",
+        f"cd / && set -a && . /etc/airflow/airflow.env && set +a && exec runuser -u airflow -- {AIRFLOW_PYTHON} -",
+        input=AIRFLOW_DB_TLS,
+    )
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["sync"][0][0] is True and seen["async"][0][0] is True, seen
+    assert seen["sync_query"] == {"sslmode": "verify-full", "sslrootcert": "/var/lib/airflow/.postgresql/root.crt"}, seen
+    assert seen["async_query"] == {"ssl": "verify-full"}, seen
+    # The server's certificate is the cluster CA's, issued to the address Airflow uses.
+    issuer = on("lab-pg1", "openssl", "x509", "-in", "/etc/postgresql/tls/server.crt", "-noout", "-issuer", "-ext", "subjectAltName")
+    ca = (LAB_INVENTORY / "group_vars/all/secrets.ca.crt").read_text()
+    assert "scalecorp.airflow cluster CA" in issuer.stdout and f"IP Address:{container_ip('lab-pg1')}" in issuer.stdout, issuer.stdout
+    assert on("lab-api1", "cat", "/var/lib/airflow/.postgresql/root.crt").stdout.strip() == ca.strip()
+    # Negative: verify-full fails against another CA, and for a name the certificate does not hold.
+    root = "/var/lib/airflow/.postgresql/root.crt"
+    assert pg_connect("lab-api1", "verify-full", sslrootcert=root) == "connected"
+    wrong_ca = pg_connect("lab-api1", "verify-full", sslrootcert=OTHER_CA)
+    assert "certificate verify failed" in wrong_ca, wrong_ca
+    wrong_name = pg_connect("lab-api1", "verify-full", host="db.invalid", hostaddr=container_ip("lab-pg1"), sslrootcert=root)
+    assert 'does not match host name "db.invalid"' in wrong_name, wrong_name
+
+
+# Every host trusts the cluster CA system-wide: nginx's certificate verifies with the
+# system's bundle, by the load balancer's address.
+def test_every_host_trusts_the_cluster_ca_and_nginx_presents_a_certificate_it_signed(firewalled):
+    lb = container_ip("lab-lb1")
+    for host in ("lab-wk1", "lab-pg1"):
+        proc = on(host, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", f"https://{lb}/api/v2/monitor/health")
+        assert proc.stdout == "200", f"{host}: {proc.stdout} {proc.stderr}"
+    # Only the CA given (the capath holds no hashed links): the cluster CA verifies, a public one does not.
+    only = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--capath", "/usr/share/ca-certificates/mozilla"]
+    proc = on(
+        "lab-wk1", *only, "--cacert", "/usr/local/share/ca-certificates/scalecorp-airflow-ca.crt", f"https://{lb}/api/v2/monitor/health"
+    )
+    assert proc.stdout == "200", (proc.returncode, proc.stderr)
+    proc = on("lab-wk1", *only, "--cacert", OTHER_CA, f"https://{lb}/api/v2/monitor/health")
+    assert proc.returncode == 60 and "unable to get local issuer certificate" in proc.stderr, (proc.returncode, proc.stderr)
 
 
 # Redis and Sentinel: a command without AUTH is refused; the same with the password is

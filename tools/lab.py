@@ -432,6 +432,8 @@ def cmd_summary(args: argparse.Namespace) -> None:
     print("  airflow_admin_password (Airflow), flower_password (Flower), prometheus_web_password")
     print("  (Prometheus), alertmanager_web_password (Alertmanager), grafana_admin_password (Grafana);")
     print("  Airflow's read-only user: viewer, airflow_viewer_password.")
+    print("TLS: nginx's and PostgreSQL's certificates are signed by the cluster CA,")
+    print("  group_vars/all/secrets.ca.crt of the inventory (curl --cacert it, or trust it in a browser).")
 
 
 def main(argv: list[str] | None = None) -> None:
