@@ -8,6 +8,8 @@ import stat
 import pytest
 import yaml
 from conftest import ROLES, VENV_BIN, playbook, recap, run, why
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 pytestmark = pytest.mark.unit
 CATALOG = yaml.safe_load((ROLES / "secrets/defaults/main.yml").read_text())["secrets_catalog"]
@@ -35,11 +37,22 @@ def test_generated_once_complete_private_and_stable(inventory):
     assert set(values) == set(CATALOG)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert re.findall(r"LOADED (\d+)", first.stdout) == [str(len(CATALOG))] * 2
-    assert recap(first.stdout)["host-a"]["changed"] == 1
+    # The secrets file, the CA's key and the CA's certificate: generated once, on the first host.
+    assert recap(first.stdout)["host-a"]["changed"] == 3
+    ca_crt, ca_key = (inventory / "group_vars/all/secrets.ca.crt"), (inventory / "group_vars/all/secrets.ca.key")
+    assert stat.S_IMODE(ca_key.stat().st_mode) == 0o600
+    with pytest.raises(TypeError, match="encrypted"):  # no password given: the key is encrypted (tls_ca_passphrase)
+        serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
+    serialization.load_pem_private_key(ca_key.read_bytes(), password=values["tls_ca_passphrase"].encode())
+    ca = x509.load_pem_x509_certificate(ca_crt.read_bytes())
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    assert ca.subject == ca.issuer and "scalecorp.airflow cluster CA" in ca.subject.rfc4514_string()
+    ca_files = (ca_crt.read_bytes(), ca_key.read_bytes())
 
     second = playbook("tests/playbooks/secrets.yml", "-vvv", inventory=inventory)
     assert second.returncode == 0
     assert secrets_of(inventory) == values
+    assert (ca_crt.read_bytes(), ca_key.read_bytes()) == ca_files
     assert all(c["changed"] == 0 for c in recap(second.stdout).values())
     for value in values.values():
         assert value not in first.stdout + first.stderr + second.stdout + second.stderr
@@ -80,7 +93,9 @@ def test_check_mode_writes_nothing(inventory):
     proc = playbook("tests/playbooks/secrets.yml", "--check", inventory=inventory)
     assert proc.returncode == 0, why(proc)
     assert not (inventory / "group_vars/all/secrets.yml").exists()
-    assert recap(proc.stdout)["host-a"]["changed"] == 1
+    assert not list(inventory.glob("group_vars/all/secrets.ca.*"))
+    # Would write: the secrets file, and the CA (one report).
+    assert recap(proc.stdout)["host-a"]["changed"] == 2
 
 
 def test_a_malformed_file_is_refused_and_left_alone(inventory):
