@@ -143,10 +143,52 @@ def lab():
         run([sys.executable, str(ROOT / "tools/lab.py"), "down", "--name", LAB_NAME])
 
 
-# Modules that run after every other module, in this order: the upgrade tests rebuild
-# the lab's Airflow from scratch; the secrets audit reads every playbook's output.
+# The tiers of the suite: every test carries exactly one of these markers (checked at
+# collection). `make check` runs the first three (no lab host); `make test` runs all.
+QUICK_TIERS = ("unit", "lint", "controller")
+TIERS = (*QUICK_TIERS, "molecule", "lab")
+# Lab modules in the order they run: read-only checks of the converged cluster first,
+# then the runbooks (each leaves the cluster as it found it), then the destructive
+# drills (marker `drill`, whatever their module), then the upgrade tests (which
+# rebuild the lab's Airflow) and the secrets audit (which reads every output before it).
+LAB_ORDER = (
+    "test_lab.py",
+    "test_airflow_cluster.py",
+    "test_hardening.py",
+    "test_status.py",
+    "test_monitoring.py",
+    "test_awx.py",
+    "test_backup.py",
+    "test_maintenance.py",
+    "test_scaling.py",
+    "test_pg_switchover.py",
+)
 LAST_MODULES = ("test_upgrade.py", "test_secrets_audit.py")
 
 
+def tier(item) -> str:
+    found = [name for name in TIERS if item.get_closest_marker(name)]
+    if len(found) != 1:
+        raise pytest.UsageError(f"{item.nodeid}: needs exactly one of the markers {', '.join(TIERS)}; has {found or 'none'}")
+    if item.get_closest_marker("drill") and found != ["lab"]:
+        raise pytest.UsageError(f"{item.nodeid}: a drill is a lab test (add the lab marker)")
+    return found[0]
+
+
+def run_order(item) -> tuple[int, int]:
+    """Quick tiers, then molecule (before the lab is up: its idle load is a core), then the lab."""
+    name = item.path.name
+    kind = tier(item)
+    if kind in QUICK_TIERS:
+        return (0, 0)
+    if kind == "molecule":
+        return (1, 0)
+    if name in LAST_MODULES:
+        return (4, LAST_MODULES.index(name))
+    if item.get_closest_marker("drill"):
+        return (3, 0)
+    return (2, LAB_ORDER.index(name) if name in LAB_ORDER else len(LAB_ORDER))
+
+
 def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: LAST_MODULES.index(item.path.name) + 1 if item.path.name in LAST_MODULES else 0)
+    items.sort(key=run_order)  # stable: file order within a step

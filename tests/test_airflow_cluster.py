@@ -89,6 +89,7 @@ def test_execution_api_is_internal_only(api):
     assert on("lab-lb1", *probe).stdout == "403"
 
 
+@pytest.mark.drill
 def test_one_api_server_down_requests_keep_succeeding(api):
     systemctl("lab-api1", "stop", "airflow-api-server")
     try:
@@ -98,6 +99,7 @@ def test_one_api_server_down_requests_keep_succeeding(api):
         systemctl("lab-api1", "start", "airflow-api-server")
 
 
+@pytest.mark.drill
 def test_one_scheduler_down_a_new_run_still_completes(api):
     systemctl("lab-api2", "stop", "airflow-scheduler")
     try:
@@ -107,6 +109,7 @@ def test_one_scheduler_down_a_new_run_still_completes(api):
         systemctl("lab-api2", "start", "airflow-scheduler")
 
 
+@pytest.mark.drill
 def test_worker_restart_waits_for_a_running_task(api):
     # Only one worker host, so the long task lands on the worker we restart.
     systemctl("lab-wk2", "stop", "airflow-worker@1")
@@ -136,6 +139,7 @@ def test_unknown_version_is_refused_with_the_versions_that_exist(lab):
     assert_refused(proc, "No lockfile for Airflow 9.9.9 on Python 3.11", "3.3.2 (Python 3.11)")
 
 
+@pytest.mark.drill
 def test_killed_worker_loses_no_task(api):
     run_id = api.trigger(CANARY, conf={"sleep": 30, "width": 4})
     deadline = time.monotonic() + 120

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import COLLECTION, VENV_BIN, run
 
-pytestmark = pytest.mark.lint
+pytestmark = pytest.mark.controller
 
 
 def test_build_install_and_document(tmp_path):

@@ -14,6 +14,8 @@ import pytest
 import yaml
 from conftest import LAB_INVENTORY, ROOT, assert_refused, playbook, why
 
+pytestmark = pytest.mark.controller
+
 LAB_HOSTS = yaml.safe_load((LAB_INVENTORY / "hosts.yml").read_text())
 
 

@@ -302,6 +302,7 @@ def test_every_dashboard_panel_returns_data(canary_ran):
 # --- faults ---
 
 
+@pytest.mark.drill
 def test_stopped_schedulers_fire_scheduler_down_and_resolve(healthy, receiver):
     schedulers = groups()["airflow_scheduler"]
     since = time.time()
@@ -318,6 +319,7 @@ def test_stopped_schedulers_fire_scheduler_down_and_resolve(healthy, receiver):
         wait_for_alert(receiver, "SchedulerDown", "resolved", restarted, instance=host)
 
 
+@pytest.mark.drill
 def test_stopped_exporter_fires_target_down_and_resolves(healthy, receiver):
     host = groups()["redis"][-1]
     since = time.time()
@@ -359,6 +361,7 @@ def test_bad_alertmanager_input_is_refused_and_the_running_config_kept(lab, extr
     http_on(host, f"http://{container_ip(host)}:9093/-/ready", auth="alertmanager")
 
 
+@pytest.mark.drill
 def test_flooded_queue_fires_celery_queue_long(healthy, receiver):
     """120 sleeping tasks on 4 worker slots: more than 100 wait in Redis, the alert fires.
 
@@ -383,6 +386,7 @@ def test_flooded_queue_fires_celery_queue_long(healthy, receiver):
     wait_for("the flood's messages drained", lambda: prom('max(airflow_celery_queue_length{queue="default"}) == 0'), timeout=300)
 
 
+@pytest.mark.drill
 def test_stopped_redis_master_fires_a_redis_alert(healthy, receiver):
     master_ip = sentinel_master()
     master = next(h for h in groups()["redis"] if container_ip(h) == master_ip)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import ROLES, ROOT
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.controller
 
 PROMETHEUS_ROLE = ROLES / "prometheus"
 RULES_TEMPLATE = PROMETHEUS_ROLE / "templates/airflow.rules.yml.j2"

@@ -11,7 +11,7 @@ from conftest import ROLES, VENV_BIN, playbook, recap, run, why
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.controller
 CATALOG = yaml.safe_load((ROLES / "secrets/defaults/main.yml").read_text())["secrets_catalog"]
 
 

@@ -141,6 +141,7 @@ def test_limit_and_check_mode_from_an_empty_fact_cache(healthy, tmp_path):
     assert re.match(r"\d+ waiting", row(rows, GROUPS["airflow_scheduler"][0], "celery queue")["state"])
 
 
+@pytest.mark.drill
 @pytest.mark.parametrize(
     ("group", "unit"),
     [("airflow_triggerer", "airflow-triggerer"), ("redis", "redis-server")],

@@ -16,7 +16,14 @@ Hosts of one lab share a Docker network `scalecorp-<name>`, carry the label
 The lab `lab` names its containers after the inventory hosts; another lab
 (SCALECORP_LAB_NAME=dev, for a second cluster beside the first) prefixes them
 with its name (`dev-lab-api1`), which inventories/lab maps with ansible_host.
-The inventory reaches them with the community.docker.docker connection.
+The lab inventory reaches them as real hosts are reached: over SSH, as the
+non-root user `debian` with passwordless sudo (as Debian's cloud images have it).
+`up --inventory DIR` makes the lab's SSH key once (DIR/group_vars/all/secrets.ssh_key,
+beside the lab's other secrets), puts its public half in each host's
+authorized_keys and writes, for that lab, an ssh_config naming each host's address
+and a known_hosts file with each host's own key (DIR/group_vars/all/lab.NAME.ssh_config,
+lab.NAME.known_hosts): `ssh -F` that file `lab-api1` logs you in. Hosts started
+without an inventory (molecule's, tests') are reached with `docker exec`.
 
 A lab belongs to the checkout that made it: its containers carry the label
 `scalecorp.lab.owner=<id>`, the id kept in .cache/lab-<name>.owner of the checkout.
@@ -59,7 +66,10 @@ PACKAGES = (
     "procps",
     "ca-certificates",
     "less",
+    "openssh-server",
 )
+# The user Ansible logs in as over SSH (passwordless sudo, as on Debian's cloud images).
+SSH_USER = "debian"
 # Units that make no sense in a container and only slow the boot down.
 MASKED_UNITS = (
     "getty@tty1.service",
@@ -184,6 +194,7 @@ def recipe_digest(release: str) -> str:
     h.update(" ".join(PACKAGES).encode())
     h.update(" ".join(MASKED_UNITS).encode())
     h.update(inspect.getsource(build_image).encode())
+    h.update(f"{SSH_USER}{HOSTKEYS_UNIT}".encode())
     if CA_BUNDLE.exists():
         h.update(CA_BUNDLE.read_bytes())
     return h.hexdigest()[:12]
@@ -195,6 +206,20 @@ def image_tag(release: str) -> str:
 
 def image_exists(tag: str) -> bool:
     return docker("image", "inspect", tag, check=False).returncode == 0
+
+
+HOSTKEYS_UNIT = """[Unit]
+Description=Make this host's own SSH host keys (the lab image carries none)
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+"""
 
 
 def build_image(release: str) -> str:
@@ -223,6 +248,19 @@ def build_image(release: str) -> str:
             (rootfs / "etc/pip.conf").write_text("[global]\ncert = /usr/local/share/ca-certificates/controller-bundle.crt\n")
         (rootfs / "etc/apt/sources.list").write_text(f"deb {mirror} {release} main\n")
         (rootfs / "etc/machine-id").write_text("")
+        # A non-root login with passwordless sudo; each host makes its own SSH host keys
+        # at first boot (the image carries none) and allows key logins only.
+        run(["chroot", str(rootfs), "useradd", "--create-home", "--shell", "/bin/bash", SSH_USER], capture=True)
+        sudoers = rootfs / "etc/sudoers.d" / SSH_USER
+        sudoers.write_text(f"{SSH_USER} ALL=(ALL) NOPASSWD:ALL\n")
+        sudoers.chmod(0o440)
+        for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
+            key.unlink()
+        (rootfs / "etc/ssh/sshd_config.d/lab.conf").write_text("PasswordAuthentication no\nKbdInteractiveAuthentication no\nUseDNS no\n")
+        (rootfs / "etc/systemd/system/lab-ssh-hostkeys.service").write_text(HOSTKEYS_UNIT)
+        (rootfs / "etc/systemd/system/multi-user.target.wants/lab-ssh-hostkeys.service").symlink_to(
+            "/etc/systemd/system/lab-ssh-hostkeys.service"
+        )
         for unit in MASKED_UNITS:
             link = rootfs / "etc/systemd/system" / unit
             link.unlink(missing_ok=True)
@@ -351,10 +389,72 @@ def cmd_up(args: argparse.Namespace) -> None:
         )
         created.append(host)
     wait_booted(containers)
+    if args.inventory:
+        ssh_access(Path(args.inventory), args.name, containers)
     if created:
         log(f"{len(created)} host(s) up in {time.monotonic() - started:.0f} s: {', '.join(created)}")
     else:
         log(f"all {len(hosts)} host(s) already up")
+
+
+def ssh_key(inventory: Path) -> Path:
+    """The lab's SSH key: made once per inventory, beside its secrets (never committed)."""
+    key = inventory / "group_vars/all/secrets.ssh_key"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"scalecorp-lab@{inventory.name}", "-f", str(key)])
+        log(f"made the lab's SSH key {key}")
+    return key
+
+
+def ssh_paths(inventory: Path, name: str) -> tuple[Path, Path]:
+    """The ssh_config and known_hosts of lab `name` (inventories/lab/group_vars/all/lab.NAME.*)."""
+    base = inventory / "group_vars/all" / f"lab.{name}"
+    return base.with_name(base.name + ".ssh_config"), base.with_name(base.name + ".known_hosts")
+
+
+def container_address(container: str) -> str:
+    fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+    return docker("inspect", "-f", fmt, container).stdout.strip()
+
+
+def ssh_access(inventory: Path, name: str, containers: list[str]) -> None:
+    """Let Ansible in as on a real host: the lab key in the login user's authorized_keys,
+    and an ssh_config plus known_hosts with every host's address and its own host key."""
+    key = ssh_key(inventory).resolve()
+    public = key.with_name(key.name + ".pub").read_text()
+    config, known = (p.resolve() for p in ssh_paths(inventory, name))
+    entries, known_lines = [], []
+    for container in containers:
+        home = f"/home/{SSH_USER}/.ssh"
+        script = (
+            f"install -d -m 0700 -o {SSH_USER} -g {SSH_USER} {home}"
+            f" && cat > {home}/authorized_keys && chown {SSH_USER}: {home}/authorized_keys && chmod 0600 {home}/authorized_keys"
+            " && { systemctl is-active --quiet ssh || systemctl start ssh; }"
+        )
+        res = run(["docker", "exec", "-i", container, "sh", "-c", script], check=False, capture=True, input=public)
+        if res.returncode != 0:
+            sys.exit(f"{container}: could not set up SSH access: {res.stderr.strip()}")
+        hostkey = docker("exec", container, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[:2]
+        known_lines.append(f"{container} {' '.join(hostkey)}")
+        entries.append(f"Host {container}\n  HostName {container_address(container)}\n  HostKeyAlias {container}\n")
+    # Hosts of this lab that were up before (a partial `up`) keep their entries.
+    if known.exists():
+        kept = [line for line in known.read_text().splitlines() if line.split()[0] not in containers]
+        known_lines = kept + known_lines
+    if config.exists():
+        for block in config.read_text().split("\nHost ")[1:]:
+            if block.split()[0] not in containers and block.split()[0] != "*":
+                entries.insert(0, "Host " + block.strip() + "\n")
+    known.write_text("\n".join(sorted(known_lines)) + "\n")
+    config.write_text(
+        f"# Lab '{name}', written by tools/lab.py up: ssh -F {config} <host>\n"
+        + "\n".join(sorted(entries))
+        + f"\nHost *\n  User {SSH_USER}\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n"
+        # A host powered off under a live multiplexed connection: notice it within 15 s.
+        "  ServerAliveInterval 5\n  ServerAliveCountMax 3\n  ConnectTimeout 10\n"
+    )
 
 
 def cmd_down(args: argparse.Namespace) -> None:
@@ -371,6 +471,8 @@ def cmd_down(args: argparse.Namespace) -> None:
         for cached in {*facts_cache(args.name).glob(f"*{host}"), *facts_cache("lab").glob(f"*{name}")}:
             if cached.name in (host, name) or cached.name.endswith((f"_{host}", f"_{name}")):
                 cached.unlink()
+    for path in ssh_paths(ROOT / "inventories/lab", args.name):
+        path.unlink(missing_ok=True)
     network = f"scalecorp-{args.name}"
     if docker("network", "inspect", network, check=False).returncode == 0:
         docker("network", "rm", network)
@@ -432,6 +534,9 @@ def cmd_summary(args: argparse.Namespace) -> None:
     print("  airflow_admin_password (Airflow), flower_password (Flower), prometheus_web_password")
     print("  (Prometheus), alertmanager_web_password (Alertmanager), grafana_admin_password (Grafana);")
     print("  Airflow's read-only user: viewer, airflow_viewer_password.")
+    config = ssh_paths(Path(args.inventory), args.name)[0]
+    if config.exists():
+        print(f"SSH (as Ansible does): ssh -F {config} {container_name(args.name, sorted(groups)[0])}")
     print("TLS: nginx's and PostgreSQL's certificates are signed by the cluster CA,")
     print("  group_vars/all/secrets.ca.crt of the inventory (curl --cacert it, or trust it in a browser).")
 

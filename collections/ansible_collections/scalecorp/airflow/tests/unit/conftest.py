@@ -10,6 +10,12 @@ if str(COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS))
 
 
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
+    # The hook sees every item of the session: mark only the tests under this directory.
     for item in items:
-        item.add_marker(pytest.mark.unit)
+        if HERE in item.path.resolve().parents:
+            item.add_marker(pytest.mark.unit)
