@@ -90,15 +90,15 @@ def test_the_scans_cover_ports_that_listen_but_are_dropped(firewalled):
 
 
 def test_the_controller_keeps_its_admin_access_and_nothing_else(firewalled):
-    # The lab's controller (the Docker gateway) is the admin source: HTTPS to nginx and
-    # Flower's UI (and, lab only, Redis for the benchmarks); not the databases, the API
-    # servers or the execution API. Prometheus and Alertmanager answer the inventory's
-    # hosts only (their units' IPAddressAllow), on top of their passwords.
+    # The lab's controller (the Docker gateway) is the admin source: SSH (Ansible's way in),
+    # HTTPS to nginx and Flower's UI (and, lab only, Redis for the benchmarks); not the
+    # databases, the API servers or the execution API. Prometheus and Alertmanager answer
+    # the inventory's hosts only (their units' IPAddressAllow), on top of their passwords.
     found = {h: scan_from_controller(h) for h in ("lab-pg1", "lab-api1", "lab-api2", "lab-lb1")}
-    assert found["lab-pg1"] == set()
-    assert found["lab-api1"] == set()
-    assert found["lab-api2"] == {5555}
-    assert found["lab-lb1"] == {80, 443, 26379}
+    assert found["lab-pg1"] == {22}
+    assert found["lab-api1"] == {22}
+    assert found["lab-api2"] == {22, 5555}
+    assert found["lab-lb1"] == {22, 80, 443, 26379}
 
 
 def scan_from_controller(host: str) -> set[int]:

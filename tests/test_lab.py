@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -42,6 +43,20 @@ def test_hosts_are_systemd_machines_with_the_baseline(lab):
         assert on(host, "systemctl", "is-active", "chrony").stdout.strip() == "active"
         osrel = on(host, "cat", "/etc/os-release").stdout
         assert 'VERSION_ID="12"' in osrel
+
+
+def test_ansible_comes_over_ssh_as_a_non_root_user_with_sudo(lab):
+    """The lab is reached as real hosts are: SSH with the lab's key as `debian`, then sudo."""
+    key = LAB_INVENTORY / "group_vars/all/secrets.ssh_key.pub"
+    fingerprint = run(["ssh-keygen", "-l", "-f", str(key)]).stdout.split()[1]
+    for host in ("lab-pg1", "lab-wk2"):
+        sshd = on(host, "journalctl", "-u", "ssh", "--no-pager", "-o", "cat").stdout
+        logins = re.findall(r"Accepted (\S+) for (\S+) from \S+ port \d+ ssh2(?:: \S+ (\S+))?", sshd)
+        assert logins, f"{host}: no SSH login in sshd's journal"
+        assert {(method, user, fp) for method, user, fp in logins} == {("publickey", "debian", fingerprint)}, logins
+        sudo = on(host, "journalctl", "_COMM=sudo", "--no-pager", "-o", "cat").stdout
+        assert re.search(r"debian : .*USER=root ; COMMAND=/bin/sh -c 'echo BECOME-SUCCESS-\w+ ; /usr/bin/python3'", sudo), host
+        assert on(host, "sshd", "-T").stdout.count("passwordauthentication no") == 1
 
 
 def test_second_run_changes_nothing(second_run):
