@@ -125,6 +125,20 @@ def assert_refused(proc: subprocess.CompletedProcess, *messages: str, not_reache
     return out
 
 
+def awx_runner(tmp_path: Path, template: dict, check: bool = False, **survey: str) -> subprocess.CompletedProcess:
+    """Run an AWX job template's playbook as AWX does: ansible-runner, its extra vars (plus the
+    survey's answers) and tags, against the lab inventory."""
+    data = tmp_path / "runner"
+    (data / "env").mkdir(parents=True)
+    (data / "env/extravars").write_text(yaml.safe_dump({**template["extra_vars"], **survey}))
+    options = (["--tags", template["job_tags"]] if template["job_tags"] else []) + (["--check"] if check else [])
+    cmd = [str(VENV_BIN / "ansible-runner"), "run", str(data), "-p", template["playbook"]]
+    cmd += ["--project-dir", str(ROOT), "--inventory", str(LAB_INVENTORY)]
+    if options:
+        cmd.append("--cmdline=" + " ".join(options))
+    return run(cmd, timeout=1200)
+
+
 def lab_secrets() -> dict:
     return yaml.safe_load(LAB_SECRETS.read_text())["scalecorp_secrets"]
 

@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 from airflow_api import Airflow, container_ip
-from conftest import assert_refused, lab_secrets, on, playbook, why
+from conftest import lab_secrets, on, why
 
 pytestmark = pytest.mark.lab
 CANARY = "scalecorp_canary"
@@ -132,11 +132,6 @@ def test_worker_restart_waits_for_a_running_task(api):
         assert where["try_number"] == 1
     finally:
         systemctl("lab-wk2", "start", "airflow-worker@1")
-
-
-def test_unknown_version_is_refused_with_the_versions_that_exist(lab):
-    proc = playbook("playbooks/site.yml", "-e", "airflow_version=9.9.9")
-    assert_refused(proc, "No lockfile for Airflow 9.9.9 on Python 3.11", "3.3.2 (Python 3.11)")
 
 
 @pytest.mark.drill

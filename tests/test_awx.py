@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import COLLECTION, LAB_INVENTORY, ROLES, ROOT, VENV_BIN, assert_refused, recap, run, why
+from conftest import COLLECTION, ROLES, ROOT, VENV_BIN, awx_runner, recap, run, why
 from dateutil.rrule import rrulestr
 from test_monitoring import prom
 
@@ -266,28 +266,6 @@ def test_ansible_builder_create(tmp_path):
 # -- lab: the templates' playbooks through ansible-runner -----------------------------------
 
 
-def runner(tmp_path: Path, template: dict, check: bool, **survey: str):
-    """Run a template's playbook as AWX would: ansible-runner, its extra vars (plus survey answers) and tags."""
-    data = tmp_path / "runner"
-    (data / "env").mkdir(parents=True)
-    (data / "env/extravars").write_text(yaml.safe_dump({**template["extra_vars"], **survey}))
-    options = (["--tags", template["job_tags"]] if template["job_tags"] else []) + (["--check"] if check else [])
-    cmd = [
-        str(VENV_BIN / "ansible-runner"),
-        "run",
-        str(data),
-        "-p",
-        template["playbook"],
-        "--project-dir",
-        str(ROOT),
-        "--inventory",
-        str(LAB_INVENTORY),
-    ]
-    if options:
-        cmd.append("--cmdline=" + " ".join(options))
-    return run(cmd, timeout=1200)
-
-
 # The runs the lab budget allows (about 3 minutes): the read-only templates as they are; backup,
 # scale (with its survey's default answers) and autoscale in check mode. site, upgrade, restore
 # and the weekly/monthly maintenance change the cluster (and take long even in check mode):
@@ -321,35 +299,10 @@ def test_template_runs_with_ansible_runner(lab, tmp_path, name):
     template = BY_NAME[name]
     wait_for_quiet_alerts()
     answers = {q["variable"]: q["default"] for q in template["survey"] if q.get("default") not in (None, "")}
-    proc = runner(tmp_path, template, check=template["changes"], **answers)
+    proc = awx_runner(tmp_path, template, check=template["changes"], **answers)
     assert proc.returncode == 0, why(proc)
     counters = recap(proc.stdout)
     assert counters, "no PLAY RECAP"
     assert {c["failed"] for c in counters.values()} == {0}
     if not template["changes"]:
         assert {c["changed"] for c in counters.values()} == {0}
-
-
-@pytest.mark.lab
-def test_scale_refuses_workers_above_the_survey_max(lab, tmp_path):
-    template = BY_NAME["Airflow | scale"]
-    (workers,) = template["survey"]
-    proc = runner(tmp_path, template, check=False, workers=str(workers["max"] * 10))
-    assert_refused(
-        proc,
-        f"workers={workers['max'] * 10} is above MAX (scaling_max_workers={workers['max']}).",
-        "Nothing was changed.",
-        not_reached="Scale | set the worker instances",
-    )
-
-
-@pytest.mark.lab
-def test_restore_refuses_a_malformed_backup_id(lab, tmp_path):
-    proc = runner(tmp_path, BY_NAME["Airflow | restore"], check=False, backup_id="2026-11-26")
-    assert_refused(proc, "Nothing was changed. Give -e backup_id=<id>", not_reached="Restore | into a new database")
-
-
-@pytest.mark.lab
-def test_upgrade_refuses_a_version_without_lockfile(lab, tmp_path):
-    proc = runner(tmp_path, BY_NAME["Airflow | upgrade"], check=False, airflow_version="9.9.9")
-    assert_refused(proc, "No lockfile for Airflow 9.9.9", not_reached="Upgrade | install the new version")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 from airflow_api import Airflow
-from conftest import LAB_INVENTORY, assert_refused, on, playbook, recap, why
+from conftest import LAB_INVENTORY, on, playbook, recap, why
 
 pytestmark = pytest.mark.lab
 MAINTENANCE = "playbooks/maintenance.yml"
@@ -75,12 +75,7 @@ def psql(sql: str, db: str = "airflow") -> str:
     raise AssertionError("no primary answers")
 
 
-def test_bad_input_is_refused_before_anything_changes(api):
-    proc = maintenance("--tags", "weekly", "-e", "maintenance_log_retention_days=-1")
-    message = 'maintenance_log_retention_days must be a whole number of days, at least 1, not "-1"'
-    assert_refused(proc, message, not_reached="Maintenance | weekly")
-    proc = maintenance()
-    assert_refused(proc, "Say which maintenance to run: --tags daily, weekly or monthly", not_reached="Maintenance | daily")
+# Bad settings and a run without a tag: refused before any host is contacted (test_requests.py).
 
 
 def test_daily_reports_failed_runs_disk_and_memory_and_changes_nothing(api):

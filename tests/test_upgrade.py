@@ -65,11 +65,6 @@ def old_cluster(lab):
         assert playbook("playbooks/site.yml").returncode == 0
 
 
-def test_an_unknown_version_is_refused(old_cluster):
-    proc = playbook("playbooks/upgrade.yml", "-e", "airflow_version=9.9.9")
-    assert_refused(proc, "No lockfile for Airflow 9.9.9", not_reached="Upgrade | install")
-
-
 def test_upgrade_refused_while_a_restore_runs(old_cluster):
     lock = "/var/backups/airflow/.restore.lock"
     on(BACKUP_HOST, "mkdir", "-p", "/var/backups/airflow")
