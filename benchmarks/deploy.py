@@ -28,15 +28,19 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 LAB = [sys.executable, str(ROOT / "tools/lab.py")]
 ENV = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), PATH=f"{BIN}:{os.environ['PATH']}", ANSIBLE_FORCE_COLOR="0")
-# What site.yml installs on each lab host (apt), and which hosts get a virtualenv.
+# What site.yml installs on each lab host (apt), read from the hosts' apt history after a
+# cold run (2026-12-07): the baseline installs the same, in one transaction per host.
 APT = {
-    "common": "acl ca-certificates curl gnupg jq locales lsof rsync tzdata chrony",
-    "lab-pg1": "postgresql-15 python3-psycopg2",
-    "lab-pg2": "postgresql-15 python3-psycopg2",
-    "lab-rd1": "redis-server redis-sentinel",
-    "lab-rd2": "redis-server redis-sentinel",
-    "lab-lb1": "redis-sentinel nginx python3-cryptography",
-    "airflow": "python3-venv libpq5",
+    "common": "acl ca-certificates curl gnupg jq locales lsof rsync tzdata chrony nftables prometheus-node-exporter",
+    "lab-pg1": "postgresql-15 python3-psycopg2 python3-cryptography prometheus-postgres-exporter",
+    "lab-pg2": "postgresql-15 python3-psycopg2 python3-cryptography prometheus-postgres-exporter",
+    "lab-rd1": "redis-server redis-sentinel prometheus-redis-exporter",
+    "lab-rd2": "redis-server redis-sentinel prometheus-redis-exporter",
+    "lab-lb1": (
+        "redis-sentinel nginx python3-cryptography prometheus-nginx-exporter python3-prometheus-client"
+        " python3-psycopg2 python3-redis prometheus-alertmanager prometheus"
+    ),
+    "airflow": "python3-venv libpq5 collectd-core libprotobuf-c1 libmicrohttpd12",
 }
 AIRFLOW_HOSTS = ["lab-api1", "lab-api2", "lab-wk1", "lab-wk2"]
 HOSTS = ["lab-api1", "lab-api2", "lab-lb1", "lab-pg1", "lab-pg2", "lab-rd1", "lab-rd2", "lab-wk1", "lab-wk2"]
