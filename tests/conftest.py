@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,100 @@ def lab_secrets() -> dict:
     return yaml.safe_load(LAB_SECRETS.read_text())["scalecorp_secrets"]
 
 
+class LabBuild:
+    """`make lab`, started in the background as soon as pytest knows that lab tests will run,
+    so that the cold site.yml (mostly waiting on apt and the hosts) overlaps the quick tiers
+    and the molecule scenarios instead of following them. The `lab` fixture waits for it."""
+
+    proc: subprocess.Popen | None = None
+    log: Path | None = None
+    result: subprocess.CompletedProcess | None = None
+    cmd = ["make", "--no-print-directory", "lab"]
+
+    @classmethod
+    def start(cls) -> None:
+        if cls.proc is None and cls.result is None and shutil.which("docker"):
+            cls.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"scalecorp-make-lab-{os.getpid()}.log"
+            out = cls.log.open("w")
+            cls.proc = subprocess.Popen(cls.cmd, cwd=ROOT, env=env(), text=True, stdout=out, stderr=subprocess.STDOUT)
+            out.close()
+
+    @classmethod
+    def wait(cls, timeout: float = 3600) -> subprocess.CompletedProcess:
+        if cls.result is None:
+            if cls.proc is None:
+                cls.result = run(cls.cmd, timeout=timeout)
+                return cls.result
+            try:
+                cls.proc.wait(timeout=timeout)
+            finally:
+                if cls.proc.returncode is None:
+                    cls.proc.kill()
+                    cls.proc.wait()
+            output = cls.log.read_text()
+            cls.log.unlink(missing_ok=True)
+            cls.result = subprocess.CompletedProcess(cls.cmd, cls.proc.returncode, output, "")
+            PLAYBOOK_OUTPUTS.append(output)
+            print(f"$ {' '.join(cls.cmd)} (started when the session began)\n--- rc={cls.proc.returncode}\n{output[-20000:]}")
+        return cls.result
+
+
+class MoleculeRuns:
+    """The molecule scenarios, one after the other in a background thread started with the
+    session: they use containers of their own, so they run while the quick tiers run and the
+    lab is built, instead of after them. Each scenario's test waits for its result."""
+
+    results: dict[str, subprocess.CompletedProcess] = {}
+    done: dict[str, threading.Event] = {}
+    thread: threading.Thread | None = None
+    current: subprocess.Popen | None = None
+
+    @classmethod
+    def start(cls, scenarios: list[str]) -> None:
+        cls.done = {name: threading.Event() for name in scenarios}
+        cls.thread = threading.Thread(target=cls._run_all, args=(scenarios,), daemon=True)
+        cls.thread.start()
+
+    @classmethod
+    def _run_all(cls, scenarios: list[str]) -> None:
+        for name in scenarios:
+            cmd = [str(VENV_BIN / "molecule"), "test", "-s", name]
+            try:
+                cls.current = subprocess.Popen(cmd, cwd=ROOT, env=env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                out, err = cls.current.communicate(timeout=2400)
+                cls.results[name] = subprocess.CompletedProcess(cmd, cls.current.returncode, out, err)
+            except subprocess.TimeoutExpired:
+                cls.current.kill()
+                out, err = cls.current.communicate()
+                cls.results[name] = subprocess.CompletedProcess(cmd, -1, out, err + "\ntimed out after 2400 s")
+            finally:
+                cls.done[name].set()
+        cls.current = None
+
+    @classmethod
+    def result(cls, name: str, timeout: float = 2400) -> subprocess.CompletedProcess:
+        """The scenario's `molecule test`: from the background run, or run now."""
+        if name not in cls.done:
+            return run([str(VENV_BIN / "molecule"), "test", "-s", name], timeout=timeout)
+        assert cls.done[name].wait(timeout), f"molecule scenario {name} did not finish within {timeout:.0f} s"
+        proc = cls.results[name]
+        print(f"$ {' '.join(proc.args)} (in the background)\n--- rc={proc.returncode}\n{proc.stdout[-20000:]}\n{proc.stderr[-5000:]}")
+        return proc
+
+
+def pytest_collection_finish(session):
+    """Start the slow independent work at once: the molecule scenarios when they were selected,
+    and `make lab` when lab tests were (SCALECORP_LAB_EARLY=0: each when its first test needs it)."""
+    if os.environ.get("SCALECORP_LAB_EARLY", "1") != "1" or session.config.option.collectonly:
+        return
+    molecule = [item for item in session.items if item.get_closest_marker("molecule") and hasattr(item, "callspec")]
+    scenarios = [item.callspec.params["scenario"] for item in molecule]
+    if scenarios:
+        MoleculeRuns.start(scenarios)
+    if any(item.get_closest_marker("lab") for item in session.items):
+        LabBuild.start()
+
+
 @pytest.fixture(scope="session")
 def lab():
     """The lab cluster as `make lab` (the README's main command) leaves it.
@@ -151,10 +246,17 @@ def lab():
     """
     if not shutil.which("docker"):
         pytest.fail("docker is missing: run tools/bootstrap.sh (make test does)")
-    proc = run(["make", "--no-print-directory", "lab"], timeout=3600)
+    proc = LabBuild.wait()
     yield proc
     if os.environ.get("SCALECORP_KEEP_LAB") != "1":
         run([sys.executable, str(ROOT / "tools/lab.py"), "down", "--name", LAB_NAME])
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # A run stopped before its tests needed them (-x, an interrupt): end the background work.
+    for proc in (LabBuild.proc, MoleculeRuns.current):
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
 
 
 # The tiers of the suite: every test carries exactly one of these markers (checked at

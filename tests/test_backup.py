@@ -154,16 +154,23 @@ def test_unknown_id_is_refused(api, state):
 
 def test_restore_refused_while_another_runs_and_without_disk(api, state):
     lock = f"{BACKUP_DIR}/.restore.lock"
-    assert on(BACKUP_HOST, "sh", "-c", f"setsid flock {lock} sleep 30 >/dev/null 2>&1 &").returncode == 0
-    time.sleep(1)
+    # The holder is a process group of its own (flock and the sleep that inherits the lock), ended by the test.
+    holder = on(BACKUP_HOST, "sh", "-c", f"setsid flock {lock} sleep 300 >/dev/null 2>&1 & echo $!")
+    pgid = holder.stdout.strip()
+    assert holder.returncode == 0 and pgid.isdigit()
     try:
+        deadline = time.monotonic() + 30
+        while on(BACKUP_HOST, "flock", "-n", lock, "true").returncode == 0:
+            assert time.monotonic() < deadline, "the test's lock holder never took the lock"
+            time.sleep(0.5)
         proc = restore("-e", "backup_id=latest")
         assert_refused(proc, "another restore is running", not_reached="Restore | into")
     finally:
-        deadline = time.monotonic() + 60
+        on(BACKUP_HOST, "kill", "--", f"-{pgid}")
+        deadline = time.monotonic() + 30
         while on(BACKUP_HOST, "flock", "-n", lock, "true").returncode != 0:
             assert time.monotonic() < deadline, "the test's lock holder did not end"
-            time.sleep(2)
+            time.sleep(1)
     proc = restore("-e", "backup_id=latest", "-e", "backup_restore_min_free_mb=100000000")
     assert_refused(proc, "not enough disk for restoring", not_reached="Restore | into")
     proc = backup("-e", "backup_min_free_mb=100000000")

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import pytest
 import requests
 from airflow_api import Airflow, container_ip
-from conftest import LAB_HOSTS, LAB_INVENTORY, lab_secrets, on, run, why
+from conftest import LAB_HOSTS, LAB_INVENTORY, VENV_BIN, lab_secrets, on, playbook, run, why
 
 pytestmark = pytest.mark.lab
 AIRFLOW_PYTHON = "/opt/airflow/current/bin/python"  # the Airflow virtualenv (psycopg2)
@@ -113,6 +114,37 @@ def test_the_ruleset_is_on_at_boot_and_no_rollback_is_armed(firewalled):
     for host in ("lab-pg1", "lab-lb1"):
         assert on(host, "systemctl", "is-enabled", "nftables").stdout.strip() == "enabled"
         assert on(host, "systemctl", "is-active", "scalecorp-firewall-rollback.timer").stdout.strip() != "active"
+
+
+@pytest.mark.drill
+def test_a_ruleset_that_shuts_out_the_controller_is_rolled_back_by_its_timer(firewalled):
+    """Over SSH, for real: the role arms its rollback timer, loads a ruleset that drops the
+    controller's SSH (the controller's own address is left out on purpose), cannot open a new
+    connection through it, says so, and the timer puts the previous ruleset back."""
+    host = "lab-rd2"
+    before = on(host, "sha256sum", "/etc/nftables.conf").stdout.split()[0]
+    since = on(host, "date", "+%Y-%m-%d %H:%M:%S").stdout.strip()
+    shut_out = {
+        "firewall_ssh_detect_controller": False,
+        "firewall_ssh_sources": ["198.51.100.7"],
+        "firewall_reconnect_timeout": 10,
+        "firewall_rollback_seconds": 30,
+    }
+    proc = playbook("playbooks/site.yml", "--tags", "firewall", "--limit", host, "-e", json.dumps(shut_out))
+    assert proc.returncode != 0
+    out = " ".join(proc.stdout.split())
+    assert f"No new connection to {host} through the new firewall within 10 s" in out, why(proc)
+    # Within the 30 s of the timer the previous ruleset is back, and the controller with it.
+    ping = [str(VENV_BIN / "ansible"), "-i", str(LAB_INVENTORY), host, "-m", "ansible.builtin.ping", "-T", "5"]
+    deadline = time.monotonic() + 90
+    while run(ping).returncode != 0:
+        assert time.monotonic() < deadline, f"{host} did not come back after the rollback"
+        time.sleep(3)
+    assert on(host, "sha256sum", "/etc/nftables.conf").stdout.split()[0] == before
+    assert "table inet scalecorp_firewall" in on(host, "nft", "list", "tables").stdout
+    log = on(host, "journalctl", "-t", "scalecorp-firewall", "--since", since, "--no-pager", "-o", "cat").stdout
+    assert "the previous ruleset is back" in log
+    assert on(host, "systemctl", "is-active", "scalecorp-firewall-rollback.timer").stdout.strip() != "active"
 
 
 # PostgreSQL: hostssl for Airflow's user, from the Airflow hosts only. The password
