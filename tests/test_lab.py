@@ -10,6 +10,7 @@ import yaml
 from conftest import LAB_HOSTS, LAB_INVENTORY, LAB_NAME, ROOT, assert_refused, lab_secrets, on, playbook, recap, run, why
 
 pytestmark = pytest.mark.lab
+PG_HOSTS = sorted(yaml.safe_load((LAB_INVENTORY / "hosts.yml").read_text())["all"]["children"]["postgresql"]["hosts"])
 
 
 class Secrets(dict):
@@ -19,11 +20,23 @@ class Secrets(dict):
         return f"<{len(self)} secrets>"
 
 
+def running_primary() -> str:
+    """The PostgreSQL host that runs as primary (not in recovery), read from the servers."""
+    for host in PG_HOSTS:
+        rec = on(host, "runuser", "-u", "postgres", "--", "psql", "-XAtq", "-c", "SELECT pg_is_in_recovery()")
+        if rec.stdout.strip() == "f":
+            return host
+    raise AssertionError("no PostgreSQL host runs as primary")
+
+
 @pytest.fixture(scope="module")
 def second_run(lab):
+    """A second site.yml, after test_pg_switchover.py (which runs first and leaves the standby
+    promoted): on a cluster whose primary is not the one the inventory names."""
     before = Secrets(lab_secrets())
+    primary = running_primary()
     proc = playbook("playbooks/site.yml", "-vvv")  # verbose: test_secrets_audit.py searches it
-    return proc, before
+    return proc, before, primary
 
 
 def test_make_lab_converges_every_host_and_says_where_things_are(lab):
@@ -59,16 +72,18 @@ def test_ansible_comes_over_ssh_as_a_non_root_user_with_sudo(lab):
         assert on(host, "sshd", "-T").stdout.count("passwordauthentication no") == 1
 
 
-def test_second_run_changes_nothing(second_run):
-    proc, _ = second_run
+def test_second_run_changes_nothing_and_follows_the_running_primary(second_run):
+    proc, _, primary = second_run
     assert proc.returncode == 0, why(proc)
     counters = recap(proc.stdout)
     assert sorted(counters) == LAB_HOSTS
     assert {c["changed"] for c in counters.values()} == {0}
+    # site.yml never moves the primary back to the inventory's postgresql_role: primary.
+    assert running_primary() == primary
 
 
 def test_secrets_are_stable_and_never_printed(lab, second_run):
-    proc, before = second_run
+    proc, before, _ = second_run
     unchanged = lab_secrets() == before  # compared outside the assert: a failure must not print them
     assert unchanged, "site.yml changed a secret"
     output = lab.stdout + lab.stderr + proc.stdout + proc.stderr

@@ -48,8 +48,8 @@ def old_cluster(lab):
     assert wheels.returncode == 0, why(wheels)
     reset = playbook("tests/playbooks/airflow_reset.yml")
     assert reset.returncode == 0, why(reset)
-    # The tiers the reset touched: the database (created again) and Airflow; nginx for the API checks.
-    install = playbook("playbooks/site.yml", "-e", f"airflow_version={OLD}", "--limit", "postgresql,airflow,loadbalancer")
+    # The tiers the reset touched: the database (created again) and Airflow.
+    install = playbook("tests/playbooks/airflow_install.yml", "-e", f"airflow_version={OLD}")
     assert install.returncode == 0, why(install)
     api = Airflow()
     assert api.get("/api/v2/version")["version"] == OLD
