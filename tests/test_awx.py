@@ -111,11 +111,13 @@ def test_scale_survey_matches_the_playbooks_bounds():
     (workers,) = BY_NAME["Airflow | scale"]["survey"]
     assert workers["variable"] == "workers"
     assert workers["type"] == "integer"
-    # scale.yml (roles/scaling/tasks/plan.yml) accepts MIN..MAX of the company settings.
+    # scale.yml (roles/scaling/tasks/request.yml, run by preflight and plan.yml) accepts MIN..MAX
+    # of the company settings.
     assert workers["min"] == COMPANY_VARS["scaling_min_workers"]
     assert workers["max"] == COMPANY_VARS["scaling_max_workers"] == SCALING_DEFAULTS["scaling_max_workers"]
-    plan = (ROLES / "scaling/tasks/plan.yml").read_text()
-    assert "__scaling_workers | int <= scaling_max_workers | int" in plan
+    request = (ROLES / "scaling/tasks/request.yml").read_text()
+    assert "__scaling_workers | int <= scaling_max_workers | int" in request
+    assert "request.yml" in (ROLES / "scaling/tasks/plan.yml").read_text()
 
 
 @pytest.mark.lint
@@ -123,7 +125,7 @@ def test_upgrade_survey_default_has_a_lockfile():
     (version,) = BY_NAME["Airflow | upgrade"]["survey"]
     assert version["variable"] == "airflow_version"
     assert list((ROLES / "airflow/files/lockfiles").glob(f"apache-airflow-{version['default']}-py*.txt")), "no lockfile for the default"
-    # A version without one is refused by the playbook (preflight), see test_upgrade_refuses_a_version_without_lockfile.
+    # A version without one is refused before any host is contacted (test_requests.py).
 
 
 @pytest.mark.lint
@@ -133,7 +135,9 @@ def test_restore_survey_admits_the_ids_restore_accepts():
     assert backup_id["required"]
     for value in ("latest", BACKUP_ID):
         assert backup_id["min"] <= len(value) <= backup_id["max"]
-    assert "^[0-9]{8}T[0-9]{6}Z$" in (ROOT / "playbooks/restore.yml").read_text()
+    # restore.yml checks the id with the backup role's restore_request.yml (in preflight and its first play).
+    assert "restore_request.yml" in (ROOT / "playbooks/restore.yml").read_text()
+    assert "^[0-9]{8}T[0-9]{6}Z$" in (ROLES / "backup/tasks/restore_request.yml").read_text()
 
 
 @pytest.mark.lint
