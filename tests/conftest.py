@@ -263,13 +263,13 @@ def pytest_sessionfinish(session, exitstatus):
 # collection). `make check` runs the first three (no lab host); `make test` runs all.
 QUICK_TIERS = ("unit", "lint", "controller")
 TIERS = (*QUICK_TIERS, "molecule", "lab")
-# Lab modules in the order they run: a PostgreSQL switchover, then read-only checks of
-# the converged cluster (with a second site.yml run on the switched cluster), then the
+# Lab modules in the order they run: a PostgreSQL switchover and back, then read-only
+# checks of the converged cluster (and a second site.yml run), then the
 # runbooks (each leaves the cluster as it found it), then the destructive drills
 # (marker `drill`, whatever their module), then the upgrade tests (which rebuild the
 # lab's Airflow) and the secrets audit (which reads every output before it).
 LAB_ORDER = (
-    "test_pg_switchover.py",  # first: the second site.yml run (test_lab.py) then runs on the switched cluster
+    "test_pg_switchover.py",  # first: the switchover and back on the fresh lab
     "test_lab.py",
     "test_airflow_cluster.py",
     "test_hardening.py",

@@ -31,11 +31,10 @@ def running_primary() -> str:
 
 @pytest.fixture(scope="module")
 def second_run(lab):
-    """A second site.yml, after test_pg_switchover.py (which runs first and leaves the standby
-    promoted): on a cluster whose primary is not the one the inventory names."""
+    """A second site.yml on the converged lab (verbose: test_secrets_audit.py searches its output)."""
     before = Secrets(lab_secrets())
     primary = running_primary()
-    proc = playbook("playbooks/site.yml", "-vvv")  # verbose: test_secrets_audit.py searches it
+    proc = playbook("playbooks/site.yml", "-vvv")
     return proc, before, primary
 
 
@@ -72,13 +71,13 @@ def test_ansible_comes_over_ssh_as_a_non_root_user_with_sudo(lab):
         assert on(host, "sshd", "-T").stdout.count("passwordauthentication no") == 1
 
 
-def test_second_run_changes_nothing_and_follows_the_running_primary(second_run):
+def test_second_run_changes_nothing_and_keeps_the_primary(second_run):
     proc, _, primary = second_run
     assert proc.returncode == 0, why(proc)
     counters = recap(proc.stdout)
     assert sorted(counters) == LAB_HOSTS
     assert {c["changed"] for c in counters.values()} == {0}
-    # site.yml never moves the primary back to the inventory's postgresql_role: primary.
+    # site.yml never moves the PostgreSQL primary (test_pg_switchover.py: not even to the inventory's).
     assert running_primary() == primary
 
 

@@ -1,10 +1,9 @@
 """PostgreSQL switchover on the lab (issue: PostgreSQL tier).
 
 The roles swap, the old primary streams from the new one, no committed row is
-lost, and Airflow follows the new primary. This module runs first among the lab
-tests and leaves the standby promoted: the rest of the suite runs on a cluster
-whose primary is not the inventory's, and test_lab.py's second site.yml run proves
-on it that site.yml follows the running primary and changes nothing.
+lost, and Airflow follows the new primary; site.yml follows the running primary
+instead of the inventory's. The module switches back at the end, so the lab
+leaves it as it found it.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import time
 import pytest
 import yaml
 from airflow_api import Airflow
-from conftest import LAB_INVENTORY, assert_refused, on, playbook, why
+from conftest import LAB_INVENTORY, assert_refused, on, playbook, recap, why
 
 pytestmark = pytest.mark.lab
 CANARY = "scalecorp_canary"
@@ -87,6 +86,9 @@ def cluster(lab):
     psql(primary, f"CREATE TABLE IF NOT EXISTS {PROBE} (id serial PRIMARY KEY, note text)")
     psql(primary, f"TRUNCATE {PROBE}")
     yield primary, standby
+    # Back to the inventory's layout for the tests after this module.
+    if primary_and_standby()[0] != primary:
+        switchover("-e", f"new_primary={primary}")
     psql(primary_and_standby()[0], f"DROP TABLE IF EXISTS {PROBE}")
 
 
@@ -102,24 +104,36 @@ def test_switchover_refuses_bad_input(cluster):
     assert primary_and_standby()[0] == primary
 
 
-def test_switchover_to_the_named_standby_loses_no_committed_row(cluster):
+def test_switchover_and_back_loses_no_committed_row(cluster):
     primary, standby = cluster
     psql(primary, f"INSERT INTO {PROBE} (note) SELECT 'before ' || g FROM generate_series(1, 500) g")
     wait_for_row(standby, f"SELECT (count(*) = 500)::int FROM {PROBE}")
 
-    proc = switchover("-e", f"new_primary={standby}")
+    proc = switchover()
     assert f"switchover: {primary} -> {standby}" in proc.stdout
     check_switched(primary, standby, rows=500)
+    # The inventory still names the old primary: site.yml follows the running cluster
+    # instead, and finds nothing to change. Its plays that read the primary are those of
+    # the database and Airflow tiers (the other tiers name every PostgreSQL host or none).
+    proc = playbook("playbooks/site.yml", "--limit", "postgresql,airflow")
+    assert proc.returncode == 0, why(proc)
+    assert {c["changed"] for c in recap(proc.stdout).values()} == {0}
+    assert roles() == {primary: "standby", standby: "primary"}
     api = Airflow()
     run_id = api.trigger(CANARY)
     assert api.wait_for_run(CANARY, run_id) == "success"
-    # The inventory still names the old primary: test_lab.py's second site.yml run, next,
-    # proves that site.yml follows the running cluster instead and finds nothing to change.
+
+    # And back, to the named host: the inventory's primary again, each row still there.
+    proc = switchover("-e", f"new_primary={primary}")
+    assert f"switchover: {standby} -> {primary}" in proc.stdout
+    check_switched(standby, primary, rows=501)
+    run_id = api.trigger(CANARY)
+    assert api.wait_for_run(CANARY, run_id) == "success"
 
 
 def test_connection_limits_raised_and_lowered_on_a_running_cluster(cluster):
     """A standby must hold max_connections at least as high as its primary: the role orders the restarts."""
-    primary, standby = primary_and_standby()  # the switchover above swapped the inventory's roles
+    primary, standby = primary_and_standby()
     budget = psql(primary, "SHOW max_connections")
     try:
         proc = playbook("playbooks/site.yml", "--limit", "postgresql", "-e", "postgresql_min_connections=400")
