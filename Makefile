@@ -1,7 +1,7 @@
 # The two commands of the README, and the pieces they are made of.
 #   make lab    lab hosts up, site.yml on them, URLs printed (the main job)
-#   make test   the whole suite: lint, sanity, unit, molecule, lab cluster (at most 40 min here)
-#   make check  the quick tier: every test that needs no lab host (at most 8 min here)
+#   make test   the whole suite: lint, sanity, unit, molecule, lab cluster
+#   make check  the quick tier: every test that needs no lab host
 SHELL := /bin/bash
 VENV := $(CURDIR)/.venv
 export PATH := $(VENV)/bin:$(PATH)
