@@ -49,7 +49,9 @@ def old_cluster(lab):
     reset = playbook("tests/playbooks/airflow_reset.yml")
     assert reset.returncode == 0, why(reset)
     # The tiers the reset touched: the database (created again) and Airflow.
-    install = playbook("tests/playbooks/airflow_install.yml", "-e", f"airflow_version={OLD}")
+    # The lab finds its wheelhouse beside the runbooks (playbook_dir/..); this helper is elsewhere.
+    wheelhouse = ROOT / f".cache/wheelhouse/apache-airflow-{OLD}-py3.11.tar.gz"
+    install = playbook("tests/playbooks/airflow_install.yml", "-e", f"airflow_version={OLD}", "-e", f"airflow_wheelhouse={wheelhouse}")
     assert install.returncode == 0, why(install)
     api = Airflow()
     assert api.get("/api/v2/version")["version"] == OLD
