@@ -189,19 +189,21 @@ class MoleculeRuns:
 
     results: dict[str, subprocess.CompletedProcess] = {}
     done: dict[str, threading.Event] = {}
-    thread: threading.Thread | None = None
     current: subprocess.Popen | None = None
+
+    @staticmethod
+    def cmd(name: str) -> list[str]:
+        return [str(VENV_BIN / "molecule"), "test", "-s", name]
 
     @classmethod
     def start(cls, scenarios: list[str]) -> None:
         cls.done = {name: threading.Event() for name in scenarios}
-        cls.thread = threading.Thread(target=cls._run_all, args=(scenarios,), daemon=True)
-        cls.thread.start()
+        threading.Thread(target=cls._run_all, args=(scenarios,), daemon=True).start()
 
     @classmethod
     def _run_all(cls, scenarios: list[str]) -> None:
         for name in scenarios:
-            cmd = [str(VENV_BIN / "molecule"), "test", "-s", name]
+            cmd = cls.cmd(name)
             try:
                 cls.current = subprocess.Popen(cmd, cwd=ROOT, env=env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                 out, err = cls.current.communicate(timeout=2400)
@@ -218,7 +220,7 @@ class MoleculeRuns:
     def result(cls, name: str, timeout: float = 2400) -> subprocess.CompletedProcess:
         """The scenario's `molecule test`: from the background run, or run now."""
         if name not in cls.done:
-            return run([str(VENV_BIN / "molecule"), "test", "-s", name], timeout=timeout)
+            return run(cls.cmd(name), timeout=timeout)
         assert cls.done[name].wait(timeout), f"molecule scenario {name} did not finish within {timeout:.0f} s"
         proc = cls.results[name]
         print(f"$ {' '.join(proc.args)} (in the background)\n--- rc={proc.returncode}\n{proc.stdout[-20000:]}\n{proc.stderr[-5000:]}")
@@ -293,7 +295,7 @@ def tier(item) -> str:
 
 
 def run_order(item) -> tuple[int, int]:
-    """Quick tiers, then molecule (before the lab is up: its idle load is a core), then the lab."""
+    """Quick tiers, then molecule (whose scenarios ran in the background meanwhile), then the lab."""
     name = item.path.name
     kind = tier(item)
     if kind in QUICK_TIERS:
