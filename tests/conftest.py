@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -56,12 +57,28 @@ def run(
 
     Secrets go in by `input` (standard input), never on the command line, which is printed.
     """
+    started = time.monotonic()
     proc = subprocess.run(cmd, cwd=cwd, env=env(**extra_env), text=True, capture_output=True, timeout=timeout, check=False, input=input)
+    log_command(cmd, time.monotonic() - started, proc.returncode)
     if Path(cmd[0]).name in AUDITED_PROGRAMS:
         PLAYBOOK_OUTPUTS.append(proc.stdout + proc.stderr)
     shown = "(output holds secrets: not shown)" if secret else f"{proc.stdout[-20000:]}\n{proc.stderr[-5000:]}"
     print(f"$ {' '.join(cmd)}\n--- rc={proc.returncode}\n{shown}")
     return proc
+
+
+# Every command's wall time, for benchmarks/suite.py (where a run's time goes).
+COMMAND_LOG = ROOT / ".cache/suite-commands.tsv"
+
+
+def log_command(cmd: list[str], seconds: float, rc: int) -> None:
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+    shown = " ".join(Path(cmd[0]).name if i == 0 else str(a).replace(str(ROOT) + "/", "") for i, a in enumerate(cmd))
+    try:
+        with COMMAND_LOG.open("a") as log:
+            log.write(f"{time.time():.0f}\t{seconds:.1f}\t{rc}\t{test}\t{shown[:300]}\n")
+    except OSError:
+        pass
 
 
 def why(proc: subprocess.CompletedProcess, limit: int = 6000) -> str:
@@ -230,7 +247,11 @@ class MoleculeRuns:
 def pytest_collection_finish(session):
     """Start the slow independent work at once: the molecule scenarios when they were selected,
     and `make lab` when lab tests were (SCALECORP_LAB_EARLY=0: each when its first test needs it)."""
-    if os.environ.get("SCALECORP_LAB_EARLY", "1") != "1" or session.config.option.collectonly:
+    if session.config.option.collectonly:
+        return
+    COMMAND_LOG.parent.mkdir(exist_ok=True)
+    COMMAND_LOG.write_text("")  # this session's commands only
+    if os.environ.get("SCALECORP_LAB_EARLY", "1") != "1":
         return
     molecule = [item for item in session.items if item.get_closest_marker("molecule") and hasattr(item, "callspec")]
     scenarios = [item.callspec.params["scenario"] for item in molecule]
