@@ -95,3 +95,20 @@ class Airflow:
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})["task_instances"]
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1) -> str:
+        """A task try's log as the UI shows it (the API server reads it from the host that ran it).
+
+        Airflow answers 200 also when it could not reach that host, with the reason in the
+        content ("Could not read served logs: ..."), so callers look for a line of the task.
+        """
+        resp = self.request(
+            "GET",
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+            params={"map_index": map_index, "full_content": "true"},
+            headers={"Accept": "application/json"},
+        )
+        assert resp.status_code == 200, f"log of {task_id}[{map_index}] in {run_id}: {resp.status_code} {resp.text[:300]}"
+        content = resp.json().get("content")
+        entries = content if isinstance(content, list) else [content]
+        return "\n".join(e.get("event", str(e)) if isinstance(e, dict) else str(e) for e in entries)

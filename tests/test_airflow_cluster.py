@@ -14,8 +14,8 @@ CANARY = "scalecorp_canary"
 UNITS = {
     "lab-api1": ["airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"],
     "lab-api2": ["airflow-api-server", "airflow-scheduler", "airflow-flower"],
-    "lab-wk1": ["airflow-worker@1"],
-    "lab-wk2": ["airflow-worker@1"],
+    "lab-wk1": ["airflow-worker@1", "airflow-log-server"],
+    "lab-wk2": ["airflow-worker@1", "airflow-log-server"],
 }
 
 
@@ -39,9 +39,15 @@ def test_every_component_runs_where_the_inventory_puts_it(lab):
             assert unit_state(host, unit) == "active", f"{unit} on {host}"
 
 
-def test_canary_runs_on_celery_across_worker_hosts(api):
+@pytest.fixture(scope="module")
+def canary_run(api) -> str:
     run_id = api.trigger(CANARY)
     assert api.wait_for_run(CANARY, run_id) == "success"
+    return run_id
+
+
+def test_canary_runs_on_celery_across_worker_hosts(api, canary_run):
+    run_id = canary_run
     tis = api.task_instances(CANARY, run_id)
     mapped = [ti for ti in tis if ti["task_id"] == "where"]
     assert len(mapped) == 8
@@ -50,6 +56,37 @@ def test_canary_runs_on_celery_across_worker_hosts(api):
     hosts = {ti["hostname"] for ti in mapped}
     assert hosts <= {"lab-wk1", "lab-wk2"}
     assert len(hosts) == 2, f"mapped tasks ran on {hosts} only"
+
+
+def test_task_logs_are_read_in_the_api_from_each_worker_host_also_with_its_workers_stopped(api, canary_run):
+    # The API server (behind nginx) reads a finished task's log from the host that ran it:
+    # its log server (unit airflow-log-server), through the firewall.
+    tis = [ti for ti in api.task_instances(CANARY, canary_run) if ti["task_id"] == "where"]
+    one_per_host = {ti["hostname"]: ti for ti in tis}
+    assert set(one_per_host) == {"lab-wk1", "lab-wk2"}, one_per_host.keys()
+
+    def log_of(ti: dict) -> str:
+        return api.task_log(CANARY, canary_run, "where", ti["map_index"], ti["try_number"])
+
+    for host, ti in sorted(one_per_host.items()):
+        text = log_of(ti)
+        assert f"CANARY shard {ti['map_index']} ran on {host}" in text, f"log of the task on {host}:\n{text[-2000:]}"
+    # A host whose worker instances are all stopped (scaled down, restarting) still serves its logs.
+    host, ti = "lab-wk1", one_per_host["lab-wk1"]
+    stopped = [
+        u
+        for u in on(host, "systemctl", "list-units", "--plain", "--no-legend", "--state=active", "airflow-worker@*").stdout.split()
+        if u.startswith("airflow-worker@")
+    ]
+    assert stopped, f"no worker instance runs on {host}"
+    try:
+        for unit in stopped:
+            systemctl(host, "stop", unit)
+        text = log_of(ti)
+        assert f"CANARY shard {ti['map_index']} ran on {host}" in text, f"log with the workers of {host} stopped:\n{text[-2000:]}"
+    finally:
+        for unit in stopped:
+            systemctl(host, "start", unit)
 
 
 def test_api_refuses_requests_without_a_token(api):

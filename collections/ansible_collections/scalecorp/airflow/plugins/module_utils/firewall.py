@@ -38,6 +38,10 @@ DEFAULT_PORTS = {
     # roles/airflow/defaults/main.yml airflow_execution_api_url names it too
     "airflow_api": 8080,  # roles/airflow/defaults/main.yml airflow_api_port (nginx_upstream_port)
     "flower": 5555,  # roles/airflow/defaults/main.yml airflow_flower_port
+    # roles/airflow/defaults/main.yml airflow_worker_log_server_port (unit airflow-log-server
+    # on each worker host) and airflow_triggerer_log_server_port (the triggerer's own)
+    "worker_log_server": 8793,
+    "triggerer_log_server": 8794,
     "postgresql": 5432,  # roles/postgresql/defaults/main.yml postgresql_port
     "redis": 6379,  # roles/redis/defaults/main.yml redis_port
     "redis_sentinel": 26379,  # roles/redis/defaults/main.yml redis_sentinel_port
@@ -216,6 +220,9 @@ def allowed_flows(groups: dict, hostvars_subset: dict, settings: dict | None = N
     f.add(lb, api, p["airflow_api"], "nginx -> API servers (upstream airflow_api)")
     f.add(_hosts(groups, *s["execution_api_groups"]), lb, p["nginx_internal"], "task runners -> execution API (nginx internal listener)")
     f.add(s["ui_sources"], flower, p["flower"], "admins: Flower UI", external=True)
+    # A task's log, shown in the UI and the API, is read from the host that ran it.
+    f.add(api, g.get("airflow_worker", []), p["worker_log_server"], "API servers read task logs from the workers' log server")
+    f.add(api, g.get("airflow_triggerer", []), p["triggerer_log_server"], "API servers read deferred tasks' logs from the triggerers")
 
     # PostgreSQL (roles/postgresql/templates/pg_hba.conf.j2 admits the same hosts).
     f.add(airflow, pg, p["postgresql"], "Airflow metadata database and Celery result backend")

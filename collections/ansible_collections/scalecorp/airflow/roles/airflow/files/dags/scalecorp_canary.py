@@ -33,6 +33,7 @@ def scalecorp_canary():
     @task
     def where(shard: int, params=None) -> str:
         time.sleep(float(params["sleep"]))
+        print(f"CANARY shard {shard} ran on {socket.gethostname()}")  # read back from the task log
         return f"{shard}:{socket.gethostname()}"
 
     @task

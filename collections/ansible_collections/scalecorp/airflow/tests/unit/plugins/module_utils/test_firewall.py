@@ -91,10 +91,12 @@ def test_the_lab_gets_exactly_the_flows_of_the_architecture():
             "8081/tcp": {"lab-wk1", "lab-wk2"},
             "26379/tcp": AIRFLOW | {"lab-rd1", "lab-rd2"},
         },
-        "lab-api1": {**ssh, **scraped, "8080/tcp": {LB}, "9102/tcp": {PROMETHEUS}},
+        # The triggerer's log server, for the other API server (lab-api1 reads its own over loopback).
+        "lab-api1": {**ssh, **scraped, "8080/tcp": {LB}, "9102/tcp": {PROMETHEUS}, "8794/tcp": {"lab-api2"}},
         "lab-api2": {**ssh, **scraped, "8080/tcp": {LB}, "9102/tcp": {PROMETHEUS}, "5555/tcp": {ADMIN}},
-        "lab-wk1": {**ssh, **scraped, "9102/tcp": {PROMETHEUS}},
-        "lab-wk2": {**ssh, **scraped, "9102/tcp": {PROMETHEUS}},
+        # Task logs: the API servers ask each worker host's log server.
+        "lab-wk1": {**ssh, **scraped, "9102/tcp": {PROMETHEUS}, "8793/tcp": {"lab-api1", "lab-api2"}},
+        "lab-wk2": {**ssh, **scraped, "9102/tcp": {PROMETHEUS}, "8793/tcp": {"lab-api1", "lab-api2"}},
         "lab-pg1": {**ssh, **scraped, "9187/tcp": {PROMETHEUS}, "5432/tcp": AIRFLOW | {"lab-pg2", PROMETHEUS}},
         "lab-pg2": {**ssh, **scraped, "9187/tcp": {PROMETHEUS}, "5432/tcp": AIRFLOW | {"lab-pg1", PROMETHEUS}},
         "lab-rd1": {
@@ -364,6 +366,8 @@ def test_the_ports_are_the_roles_own():
         "nginx_internal": nginx["nginx_internal_port"],
         "airflow_api": airflow["airflow_api_port"],
         "flower": airflow["airflow_flower_port"],
+        "worker_log_server": airflow["airflow_worker_log_server_port"],
+        "triggerer_log_server": airflow["airflow_triggerer_log_server_port"],
         "postgresql": _defaults("postgresql")["postgresql_port"],
         "redis": redis["redis_port"],
         "redis_sentinel": redis["redis_sentinel_port"],
