@@ -67,3 +67,16 @@ def test_variables_doc_is_current():
 def test_every_playbook_starts_with_preflight(path):
     plays = yaml.safe_load(path.read_text())
     assert plays[0].get("ansible.builtin.import_playbook") == "preflight.yml", f"{path.name} must import preflight.yml first"
+
+
+def test_root_runbooks_import_the_collections_one_definition():
+    """site.yml and the others at the root only import scalecorp.airflow.<name>; playbooks/ is a link."""
+    link = ROOT / "playbooks"
+    assert link.is_symlink() and link.resolve() == (COLLECTION / "playbooks").resolve()
+    for path in sorted((COLLECTION / "playbooks").glob("*.yml")):
+        assert path.stem.isidentifier(), f"{path.name}: scalecorp.airflow.{path.stem} is not a valid name"
+        wrapper = ROOT / f"{path.stem.replace('_', '-')}.yml"
+        assert wrapper.is_file(), f"no {wrapper.name} at the root for scalecorp.airflow.{path.stem}"
+        (play,) = yaml.safe_load(wrapper.read_text())
+        assert set(play) == {"name", "ansible.builtin.import_playbook"}, wrapper.name
+        assert play["ansible.builtin.import_playbook"] == f"scalecorp.airflow.{path.stem}", wrapper.name
