@@ -47,6 +47,7 @@ unit: bootstrap
 
 docs: bootstrap
 	python tools/gen_variables_doc.py
+	python tools/gen_collection_readme.py
 
 # Regenerate the full pinned toolchain from requirements.in (needs PyPI).
 lock:
