@@ -17,7 +17,7 @@ AIRFLOW_VERSION ?= 3.3.2
 .PHONY: lab test check bootstrap lab-up lab-down lab-status lint unit docs lock collection
 
 lab: bootstrap lab-up
-	ansible-playbook -i $(LAB_INVENTORY) playbooks/site.yml
+	ansible-playbook -i $(LAB_INVENTORY) site.yml
 	@python tools/lab.py summary --inventory $(LAB_INVENTORY)
 
 test: bootstrap
@@ -47,6 +47,7 @@ unit: bootstrap
 
 docs: bootstrap
 	python tools/gen_variables_doc.py
+	python tools/gen_collection_readme.py
 
 # Regenerate the full pinned toolchain from requirements.in (needs PyPI).
 lock:

@@ -11,7 +11,7 @@ the load balancer, all along. Each drill, after --warmup seconds of that flow:
   scheduler  SIGKILL of airflow-scheduler on lab-api1, kept down for the window
   redis      `docker pause` of the Redis master's host (a hung VM: nothing restarts
              it), unpaused after the window
-  postgres   playbooks/pg-switchover.yml to the standby (planned, reported as is),
+  postgres   pg-switchover.yml to the standby (planned, reported as is),
              and back to the inventory's primary after the window
 
 Then the flow runs on for --window seconds, the part comes back, and every run
@@ -136,14 +136,14 @@ def drill_actions(name: str) -> tuple[callable, callable]:
         def brk() -> str:
             was = pg_primary_now()
             started = time.monotonic()
-            proc = playbook("playbooks/pg-switchover.yml")
+            proc = playbook("pg-switchover.yml")
             if proc.returncode != 0:
                 raise SystemExit("pg-switchover.yml failed:\n" + why(proc))
             return f"pg-switchover.yml from {was} (playbook {time.monotonic() - started:.0f} s)"
 
         def mend() -> None:
             if pg_primary_now() != PG_PRIMARY:
-                proc = playbook("playbooks/pg-switchover.yml", "-e", f"new_primary={PG_PRIMARY}")
+                proc = playbook("pg-switchover.yml", "-e", f"new_primary={PG_PRIMARY}")
                 if proc.returncode != 0:
                     raise SystemExit("switching back failed:\n" + why(proc))
 

@@ -9,7 +9,7 @@ target_session_attrs=read-write, as a client that follows the primary would):
   1. replication lag at rest (bytes and replay_lag from pg_stat_replication);
   2. baseline: `systemctl restart` of the primary's PostgreSQL: the longest gap
      between two acknowledged writes;
-  3. `playbooks/pg-switchover.yml` there and back (--rounds): the same gap, the
+  3. `pg-switchover.yml` there and back (--rounds): the same gap, the
      fence-to-promotion time the playbook reports, its wall-clock time, and the
      time until a canary DAG run started after it succeeds;
   4. rows lost: acknowledged inserts missing from the table afterwards.
@@ -125,7 +125,7 @@ def switchover(to: str | None = None) -> dict:
     api = Airflow()
     args = ["-e", f"new_primary={to}"] if to else []
     started = time.monotonic()
-    proc = playbook("playbooks/pg-switchover.yml", *args)
+    proc = playbook("pg-switchover.yml", *args)
     wall = time.monotonic() - started
     if proc.returncode != 0:
         sys.exit("pg-switchover.yml failed: see its output above")

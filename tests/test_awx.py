@@ -25,6 +25,8 @@ COMPANY_VARS = yaml.safe_load((ROOT / "group_vars/all.yml").read_text())
 SCALING_DEFAULTS = yaml.safe_load((ROLES / "scaling/defaults/main.yml").read_text())
 BUNDLED_COLLECTIONS = Path(yaml.__file__).resolve().parent.parent / "ansible_collections"
 BACKUP_ID = "20261126T023000Z"
+# Where the templates find the runbooks: their one definition, in the collection.
+RUNBOOKS = "collections/ansible_collections/scalecorp/airflow/playbooks"
 
 
 def pins(path: Path) -> dict[str, str]:
@@ -58,18 +60,18 @@ def template_vars(template: dict) -> set[str]:
 @pytest.mark.lint
 def test_every_runbook_has_its_template():
     wanted = {
-        ("playbooks/site.yml", ""),
-        ("playbooks/upgrade.yml", ""),
-        ("playbooks/scale.yml", ""),
-        ("playbooks/backup.yml", ""),
-        ("playbooks/restore.yml", ""),
-        ("playbooks/maintenance.yml", "daily"),
-        ("playbooks/maintenance.yml", "weekly"),
-        ("playbooks/maintenance.yml", "monthly"),
-        ("playbooks/status.yml", ""),
+        (f"{RUNBOOKS}/site.yml", ""),
+        (f"{RUNBOOKS}/upgrade.yml", ""),
+        (f"{RUNBOOKS}/scale.yml", ""),
+        (f"{RUNBOOKS}/backup.yml", ""),
+        (f"{RUNBOOKS}/restore.yml", ""),
+        (f"{RUNBOOKS}/maintenance.yml", "daily"),
+        (f"{RUNBOOKS}/maintenance.yml", "weekly"),
+        (f"{RUNBOOKS}/maintenance.yml", "monthly"),
+        (f"{RUNBOOKS}/status.yml", ""),
     }
     assert wanted <= {(t["playbook"], t["job_tags"]) for t in TEMPLATES}
-    assert {"mode": "auto"} in [t["extra_vars"] for t in TEMPLATES if t["playbook"] == "playbooks/scale.yml"]
+    assert {"mode": "auto"} in [t["extra_vars"] for t in TEMPLATES if t["playbook"] == f"{RUNBOOKS}/scale.yml"]
     assert len(BY_NAME) == len(TEMPLATES), "template names must be unique"
     keys = {"name", "description", "playbook", "extra_vars", "job_tags", "changes", "survey", "schedules"}
     for template in TEMPLATES:

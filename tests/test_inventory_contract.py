@@ -91,6 +91,21 @@ def test_company_group_vars_load_for_every_inventory_and_inventories_override_th
     assert {r["concurrency"] for r in prod.values()} == {16}
 
 
+def test_a_runbook_imported_from_beside_the_company_group_vars_keeps_the_precedence(tmp_path):
+    """The root's site.yml and the others import the collection's playbooks from beside the company
+    group_vars/: that directory must not become "playbook group_vars" (which beat an inventory's own).
+    The same arrangement in a scratch directory, with show_vars.yml in place of a runbook."""
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars/all.yml").write_text((ROOT / "group_vars/all.yml").read_text())
+    wrapper = tmp_path / "runbook.yml"
+    wrapper.write_text(f"- name: Import\n  ansible.builtin.import_playbook: {ROOT / 'tests/playbooks/show_vars.yml'}\n")
+    proc = playbook(str(wrapper))
+    assert proc.returncode == 0, why(proc)
+    rows = re.findall(r"VARS (\S+) (\S+) (\S+) (\S+)", proc.stdout)
+    assert len(rows) == 9
+    assert {c for _, _, c, _ in rows} == {"2"}, "the company's worker_concurrency beat the lab inventory's"
+
+
 def test_preflight_refuses_a_run_without_the_company_layer(tmp_path):
     # Without the project's ansible.cfg the vars plugin is not enabled.
     cfg = tmp_path / "ansible.cfg"

@@ -62,7 +62,7 @@ def wait_for_row(host: str, sql: str, timeout: float = 5) -> float:
 
 
 def switchover(*args: str):
-    proc = playbook("playbooks/pg-switchover.yml", *args)
+    proc = playbook("pg-switchover.yml", *args)
     assert proc.returncode == 0, why(proc)
     return proc
 
@@ -94,13 +94,13 @@ def cluster(lab):
 
 def test_switchover_refuses_bad_input(cluster):
     primary, _ = cluster
-    out = assert_refused(playbook("playbooks/pg-switchover.yml", "-e", "mode=sideways"), "mode must be switchover (planned) or failover")
+    out = assert_refused(playbook("pg-switchover.yml", "-e", "mode=sideways"), "mode must be switchover (planned) or failover")
     assert "Promote the new primary" not in out
     # The running primary is not a standby it could switch to.
-    proc = playbook("playbooks/pg-switchover.yml", "-e", f"new_primary={primary}")
+    proc = playbook("pg-switchover.yml", "-e", f"new_primary={primary}")
     assert_refused(proc, "must be a running standby", "Nothing was changed")
     # A failover while the primary runs would split the cluster.
-    assert_refused(playbook("playbooks/pg-switchover.yml", "-e", "mode=failover"), "A failover needs the old primary down")
+    assert_refused(playbook("pg-switchover.yml", "-e", "mode=failover"), "A failover needs the old primary down")
     assert primary_and_standby()[0] == primary
 
 

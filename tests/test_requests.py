@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import ROOT, assert_refused, awx_runner, playbook
+from conftest import ROOT, assert_refused, awx_runner, playbook, run
 
 pytestmark = pytest.mark.controller
 
@@ -44,8 +44,16 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_request_is_refused_before_any_host_is_contacted(case):
     name, args, messages = CASES[case]
-    proc = playbook(f"playbooks/{name}", *args)
+    # The runbook as users name it: the repository root's import of the collection's playbook.
+    proc = playbook(name, *args)
     assert_refused(proc, *messages, "Nothing was changed", not_reached=NOT_CONTACTED)
+
+
+def test_the_command_as_typed_from_the_repository_root():
+    """`ansible-playbook scale.yml -e workers=abc`, word for word, in the repository root (the
+    default inventory of its ansible.cfg, the lab's): refused before any host is contacted."""
+    proc = run(["ansible-playbook", "scale.yml", "-e", "workers=abc"], cwd=ROOT)
+    assert_refused(proc, 'workers must be a whole number of worker instances, not "abc"', "Nothing was changed", not_reached=NOT_CONTACTED)
 
 
 # AWX runs the same playbooks with ansible-runner: a survey answer out of bounds is refused the same way.

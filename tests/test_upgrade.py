@@ -49,7 +49,7 @@ def old_cluster(lab):
     reset = playbook("tests/playbooks/airflow_reset.yml")
     assert reset.returncode == 0, why(reset)
     # The tiers the reset touched: the database (created again) and Airflow.
-    # The lab finds its wheelhouse beside the runbooks (playbook_dir/..); this helper is elsewhere.
+    # The lab finds its wheelhouse in .cache/ beside ansible.cfg (lab.yml); named here all the same.
     wheelhouse = ROOT / f".cache/wheelhouse/apache-airflow-{OLD}-py3.11.tar.gz"
     install = playbook("tests/playbooks/airflow_install.yml", "-e", f"airflow_version={OLD}", "-e", f"airflow_wheelhouse={wheelhouse}")
     assert install.returncode == 0, why(install)

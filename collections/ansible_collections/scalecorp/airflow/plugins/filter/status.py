@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, ScaleCorp Platform Team
 # Apache License 2.0 (see LICENSE in the collection root)
-"""status_report: the cluster's status table and verdict (playbooks/status.yml).
+"""status_report: the cluster's status table and verdict (status.yml).
 
 A filter over the pure functions of plugins/module_utils/status.py. Its
 documentation is in status_report.yml beside this file.

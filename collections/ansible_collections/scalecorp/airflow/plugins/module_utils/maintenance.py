@@ -1,4 +1,4 @@
-"""Pure helpers of the maintenance runbook (playbooks/maintenance.yml, role maintenance).
+"""Pure helpers of the maintenance runbook (maintenance.yml, role maintenance).
 
 Plain Python, no Ansible imports: parse what the hosts print (apt's simulation,
 `airflow db clean`, the autoscaler's history) and render the report's tables.

@@ -3,7 +3,7 @@
 """The signals worker scaling decides on, collected from the running cluster.
 
 Plain functions, shared by the `scaling_signals` module (and through it
-`playbooks/scale.yml`) and by the Prometheus exporter of the monitoring tier:
+`scale.yml`) and by the Prometheus exporter of the monitoring tier:
 
 - `queue_lengths()`: messages waiting in each Celery queue, `LLEN` on the Redis
   master that Sentinel names now (so it follows a failover);

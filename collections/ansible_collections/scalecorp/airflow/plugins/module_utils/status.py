@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, ScaleCorp Platform Team
 # Apache License 2.0 (see LICENSE in the collection root)
-"""The cluster's status table (playbooks/status.yml): rows, verdicts, text.
+"""The cluster's status table (status.yml): rows, verdicts, text.
 
 Plain Python, no Ansible imports. The role `status` collects what each host
 says about itself (`collect.yml`, fact `status_host`) and what is read once for
@@ -308,7 +308,7 @@ def backup_row(backups: dict, settings: dict, now: float) -> dict:
         return _row(host, "last backup", "unknown", str(backups["error"])[:120], FAIL)
     ids = sorted(i for i in backups.get("ids") or [] if is_backup_id(i))
     if not ids:
-        return _row(host, "last backup", "none", "no backup yet (playbooks/backup.yml)", FAIL if settings["backup_required"] else WARN)
+        return _row(host, "last backup", "none", "no backup yet (backup.yml)", FAIL if settings["backup_required"] else WARN)
     age = now - parse_id(ids[-1]).timestamp()
     limit = float(settings["backup_max_age_hours"]) * 3600
     level = OK if age <= limit else FAIL

@@ -283,7 +283,7 @@ def main() -> None:
                 waited_seconds=0.0,
                 msg=f"{p['unit']}@.service is not installed yet",
             )
-        module.fail_json(msg=f"{p['unit']}@.service is not installed on this host: run playbooks/site.yml first")
+        module.fail_json(msg=f"{p['unit']}@.service is not installed on this host: run site.yml first")
 
     active = workers.active()
     plan = instance_plan(count, active, workers.enabled())

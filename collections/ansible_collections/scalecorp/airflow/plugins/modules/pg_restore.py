@@ -19,7 +19,7 @@ description:
     manifest's). A restored database that already exists and verifies is kept (no change).
   - O(mode=swap) swaps a restored database in by rename, C(<database>) becoming
     C(<database>_before_<time>), which is kept until you drop it. Stop every Airflow component first
-    (C(playbooks/restore.yml) does, in a safe order).
+    (C(restore.yml) does, in a safe order).
   - O(mode=verify) restores the backup into a scratch database, verifies it and drops it; the live database is
     not touched (monthly proof that backups restore).
   - Extensions are not restored (creating one needs a superuser); the live database's extensions are
