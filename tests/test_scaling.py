@@ -1,7 +1,7 @@
 """Worker scaling on the lab (issue: worker scaling): scale.yml workers=N, status, auto, refusals.
 
-The lab has two worker hosts (lab inventory: MIN 2, up to 4 instances of
-concurrency 2 per host). The auto test sets its policy through extra vars: a
+The lab has two worker hosts (lab inventory: MIN 2, up to 6 instances of
+concurrency 2 per host). The scale-up is the seed's command as a user types it. The auto test sets its policy through extra vars: a
 queue threshold the flood crosses, CPU and memory thresholds out of reach
 (lab containers see the whole machine, which other work loads), short
 cooldowns.
@@ -16,7 +16,7 @@ import time
 import pytest
 import yaml
 from airflow_api import Airflow
-from conftest import LAB_INVENTORY, assert_refused, on, playbook, recap, why
+from conftest import LAB_INVENTORY, ROOT, assert_refused, on, playbook, recap, run, why
 
 pytestmark = pytest.mark.lab
 FLOOD = "scalecorp_flood"
@@ -103,27 +103,28 @@ def back_to_min(lab):
 
 
 def test_scale_up_keeps_the_count_then_down_mid_flood_loses_no_task(api, back_to_min):
-    # Up: 5 instances balanced across the 2 worker hosts (3 + 2), numbered from 1, enabled for boot,
-    # the count recorded where site.yml reads it.
-    proc = scale("-e", "workers=5")
+    # Up, as the seed and the README write it (from the repository root, the default inventory):
+    # 10 instances balanced across the 2 worker hosts (5 + 5), numbered from 1, enabled for boot,
+    # the count recorded where site.yml reads it, and all 10 consuming.
+    proc = run(["ansible-playbook", "scale.yml", "-e", "workers=10"], cwd=ROOT)
     assert proc.returncode == 0, why(proc)
-    assert "2 -> 5 worker instances" in " ".join(proc.stdout.split())
-    five = layout()
-    assert sum(five.values()) == 5 and max(five.values()) - min(five.values()) <= 1
+    assert "2 -> 10 worker instances" in " ".join(proc.stdout.split())
+    ten = layout()
+    assert sum(ten.values()) == 10 and max(ten.values()) - min(ten.values()) <= 1
     for host in WORKERS:
-        assert instances(host) == list(range(1, five[host] + 1))
+        assert instances(host) == list(range(1, ten[host] + 1))
         assert enabled(host) == instances(host), "a rebooted host would run another count"
-        assert on(host, "cat", "/etc/airflow/worker-count").stdout.strip() == str(five[host])
-    wait_ping(expected_nodes(five))
+        assert on(host, "cat", "/etc/airflow/worker-count").stdout.strip() == str(ten[host])
+    wait_ping(expected_nodes(ten))
 
     # Again: nothing to do. And site.yml (on the worker hosts) keeps the scaled count, changing nothing.
-    again = scale("-e", "workers=5")
+    again = scale("-e", "workers=10")
     assert again.returncode == 0
     assert {c["changed"] for c in recap(again.stdout).values()} == {0}
     site = playbook("playbooks/site.yml", "--limit", "airflow_worker")
     assert site.returncode == 0
     assert {c["changed"] for c in recap(site.stdout).values()} == {0}
-    assert layout() == five
+    assert layout() == ten
 
     # Down while every slot is busy: the stopped instances finish their tasks first (warm shutdown).
     run_id = api.trigger(FLOOD, conf={"count": 40, "sleep": 15})
@@ -138,10 +139,10 @@ def test_scale_up_keeps_the_count_then_down_mid_flood_loses_no_task(api, back_to
     proc = scale("-e", "workers=2")
     assert proc.returncode == 0, why(proc)
     out = " ".join(proc.stdout.split())
-    assert "5 -> 2 worker instances" in out
+    assert "10 -> 2 worker instances" in out
     # Each host drained its stopped instances, which were running tasks of the flood.
     drained = re.findall(r"(lab-wk\d) drained [^:]+: (\d+) running task\(s\) finished in ([0-9.]+) s", out)
-    assert sorted(h for h, _, _ in drained) == sorted(h for h in WORKERS if five[h] > 1), out[-3000:]
+    assert sorted(h for h, _, _ in drained) == sorted(h for h in WORKERS if ten[h] > 1), out[-3000:]
     assert sum(int(n) for _, n, _ in drained) > 0, "the stopped instances ran no task: the drill proved nothing"
     assert layout() == {h: 1 for h in WORKERS}
     assert api.wait_for_run(FLOOD, run_id, timeout=900) == "success"
@@ -224,6 +225,6 @@ def test_a_count_the_hosts_cannot_take_is_refused_before_any_change(lab):
     # The request's own form (abc, 0, above MAX, ...) is refused before any host is
     # contacted (test_requests.py); what the hosts can take needs their facts.
     before = layout()
-    proc = scale("-e", "workers=9")
-    assert_refused(proc, "workers=9 is more than the worker hosts can take (8:", "Nothing was changed.", not_reached=PLANNED)
+    proc = scale("-e", "workers=13")
+    assert_refused(proc, "workers=13 is more than the worker hosts can take (12:", "Nothing was changed.", not_reached=PLANNED)
     assert layout() == before
