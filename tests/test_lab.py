@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+import socket
+import subprocess
 import sys
+import time
 
 import pytest
+import requests
 import yaml
 from conftest import LAB_HOSTS, LAB_INVENTORY, LAB_NAME, ROOT, assert_refused, lab_secrets, on, playbook, recap, run, why
 
@@ -46,6 +50,51 @@ def test_make_lab_converges_every_host_and_says_where_things_are(lab):
     assert f"Lab '{LAB_NAME}': 9 hosts" in lab.stdout  # the lab these tests drive (SCALECORP_LAB_NAME)
     for host in LAB_HOSTS:
         assert any(line.startswith(host) and " running " in line for line in lab.stdout.splitlines())
+
+
+def test_the_summary_lists_only_urls_that_answer_here(lab):
+    """Each URL `make lab` prints under Services answers from the machine it ran on (the
+    UIs with their login); what only the cluster reaches is listed apart, as host:port."""
+    out = lab.stdout
+    listed = out[out.index("Services (each answers from this machine)") :].split("\nSecrets")[0]
+    urls = re.findall(r"^  .+?\s((?:https?|redis|postgresql)://[\d.]+:\d+)\s", listed, re.M)
+    expected = {"Airflow UI and API (nginx)", "Flower", "Redis", "Redis Sentinel"}
+    assert {line[2:30].strip() for line in listed.splitlines() if "://" in line} >= expected, listed
+    ca = str(LAB_INVENTORY / "group_vars/all/secrets.ca.crt")
+    for url in urls:
+        if url.startswith("http"):
+            resp = requests.get(url, verify=ca, timeout=10, allow_redirects=False)
+            assert resp.status_code < 500, f"{url}: {resp.status_code}"
+        else:
+            address, port = url.split("://")[1].split(":")
+            with socket.create_connection((address, int(port)), timeout=5) as conn:
+                conn.sendall(b"PING\r\n")  # Redis and Sentinel answer (+PONG, or -NOAUTH without the password)
+                assert conn.recv(64)[:1] in (b"+", b"-"), url
+    # The rest is listed apart, each web UI with the SSH tunnel that reaches it: Prometheus through it.
+    assert "Inside the cluster only" in listed and "lab-pg1:5432" in listed
+    tunnel = re.search(r"^  Prometheus\s+\S+:9090\s+(ssh -F \S+ -N -L 9090:([\d.]+):9090 (\S+))$", listed, re.M)
+    assert tunnel, listed
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        local = free.getsockname()[1]
+    cmd = tunnel[1].replace("-L 9090:", f"-L {local}:").split()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                resp = requests.get(f"http://127.0.0.1:{local}/-/ready", timeout=5)
+                break
+            except requests.ConnectionError:
+                ended = proc.poll() is not None
+                assert not ended and time.monotonic() < deadline, f"the tunnel did not open: {proc.stderr.read() if ended else ''}"
+                time.sleep(0.5)
+        assert resp.status_code == 401  # Prometheus asks for its password
+        auth = ("admin", lab_secrets()["prometheus_web_password"])
+        assert requests.get(f"http://127.0.0.1:{local}/-/ready", auth=auth, timeout=5).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 def test_hosts_are_systemd_machines_with_the_baseline(lab):

@@ -488,24 +488,38 @@ def cmd_status(args: argparse.Namespace) -> None:
         print(f"{host:20} {state:10} {addr}")
 
 
-# group -> (service, port, scheme, open to the controller) shown by `summary` when
-# something listens there. With the lab's firewall (inventories/lab/group_vars/all/lab.yml)
-# the API servers and PostgreSQL answer only the cluster's own hosts.
+# group -> (service, port, scheme) shown by `summary` when something listens there.
+# Where a URL answers depends on the firewall (docs/firewall.md): the summary tries each
+# from the machine it runs on and lists apart what only the cluster's hosts reach.
 SERVICES = (
-    ("loadbalancer", "Airflow UI and API (nginx)", 443, "https", True),
-    ("airflow_api", "Airflow API server", 8080, "http", False),
-    ("airflow_flower", "Flower", 5555, "http", True),
-    ("prometheus", "Prometheus", 9090, "http", True),
-    ("alertmanager", "Alertmanager", 9093, "http", True),
-    ("grafana", "Grafana", 3000, "http", True),
-    ("postgresql", "PostgreSQL", 5432, "postgresql", False),
-    ("redis", "Redis", 6379, "redis", True),
-    ("redis_sentinel", "Redis Sentinel", 26379, "redis", True),
+    ("loadbalancer", "Airflow UI and API (nginx)", 443, "https"),
+    ("airflow_api", "Airflow API server", 8080, "http"),
+    ("airflow_flower", "Flower", 5555, "http"),
+    ("prometheus", "Prometheus", 9090, "http"),
+    ("alertmanager", "Alertmanager", 9093, "http"),
+    ("grafana", "Grafana", 3000, "http"),
+    ("postgresql", "PostgreSQL", 5432, "postgresql"),
+    ("redis", "Redis", 6379, "redis"),
+    ("redis_sentinel", "Redis Sentinel", 26379, "redis"),
 )
 
 
+def answers(address: str, port: int, timeout: float = 2.0) -> bool:
+    """Whether a TCP connection to address:port opens from here (a firewall drop times out)."""
+    import socket
+
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def cmd_summary(args: argparse.Namespace) -> None:
-    """What is up and where: hosts, their groups, and the services that listen."""
+    """What is up and where: hosts, their groups, and the services that listen (those that
+    answer from here as URLs, the others as what only the cluster's hosts reach)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     groups = {host: entry["groups"] for host, entry in read_inventory(args.inventory).items()}
     print(f"\nLab '{args.name}': {len(groups)} hosts")
     print(f"{'host':12} {'state':8} {'address':15} groups")
@@ -520,21 +534,36 @@ def cmd_summary(args: argparse.Namespace) -> None:
         if state == "running":
             listening[host] = docker("exec", container, "ss", "-Hltn", check=False).stdout
         print(f"{host:12} {state:8} {addr:15} {', '.join(sorted(groups[host]))}")
-    print("\nServices")
+    found = [
+        (name, scheme, host, port)
+        for group, name, port, scheme in SERVICES
+        for host in sorted(h for h, g in groups.items() if group in g)
+        if f":{port} " in listening.get(host, "")
+    ]
+    with ThreadPoolExecutor(max_workers=max(1, len(found))) as pool:
+        reached = list(pool.map(lambda f: answers(addresses[f[2]], f[3]), found))
+    print("\nServices (each answers from this machine)")
     shown = 0
-    for group, name, port, scheme, open_here in SERVICES:
-        for host in sorted(h for h, g in groups.items() if group in g):
-            if f":{port} " in listening.get(host, ""):
-                where = "" if open_here else ", from the cluster's hosts only"
-                print(f"  {name:28} {scheme}://{addresses[host]}:{port}  ({host}{where})")
-                shown += 1
+    for (name, scheme, host, port), ok in zip(found, reached, strict=True):
+        if ok:
+            print(f"  {name:28} {scheme}://{addresses[host]}:{port}  ({host})")
+            shown += 1
     if not shown:
-        print("  (no service listens yet)")
+        print("  (none answers yet)")
+    inside = [(name, scheme, host, port) for (name, scheme, host, port), ok in zip(found, reached, strict=True) if not ok]
+    config = ssh_paths(Path(args.inventory), args.name)[0]
+    if inside:
+        print("Inside the cluster only (the firewall admits the cluster's hosts): a web UI through an SSH tunnel")
+        print("  to its own host, then http://localhost:<port>; the others from a lab host")
+        for name, scheme, host, port in inside:
+            tunnel = ""
+            if scheme.startswith("http") and config.exists():
+                tunnel = f"  ssh -F {config} -N -L {port}:{addresses[host]}:{port} {container_name(args.name, host)}"
+            print(f"  {name:28} {host}:{port}{tunnel}")
     print("\nSecrets (passwords, keys): group_vars/all/secrets.yml of the inventory. Log in as admin with")
     print("  airflow_admin_password (Airflow), flower_password (Flower), prometheus_web_password")
     print("  (Prometheus), alertmanager_web_password (Alertmanager), grafana_admin_password (Grafana);")
     print("  Airflow's read-only user: viewer, airflow_viewer_password.")
-    config = ssh_paths(Path(args.inventory), args.name)[0]
     if config.exists():
         print(f"SSH (as Ansible does): ssh -F {config} {container_name(args.name, sorted(groups)[0])}")
     print("TLS: nginx's and PostgreSQL's certificates are signed by the cluster CA,")
