@@ -244,6 +244,30 @@ class MoleculeRuns:
         return proc
 
 
+class Prefetch:
+    """Slow preparations a lab module declares (module attribute PREFETCH: name -> argv),
+    started in the background with the session so that they are done when the module's
+    turn comes (the upgrade tests' old Airflow wheelhouse: a download). wait() before use."""
+
+    procs: dict[str, subprocess.Popen] = {}
+
+    @classmethod
+    def start(cls, items) -> None:
+        for module in {item.module for item in items if hasattr(item, "module")}:
+            for name, cmd in (getattr(module, "PREFETCH", None) or {}).items():
+                if name not in cls.procs:
+                    cls.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    @classmethod
+    def wait(cls, name: str, timeout: float = 1800) -> None:
+        proc = cls.procs.get(name)
+        if proc is not None:
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def pytest_collection_finish(session):
     """Start the slow independent work at once: the molecule scenarios when they were selected,
     and `make lab` when lab tests were (SCALECORP_LAB_EARLY=0: each when its first test needs it)."""
@@ -259,6 +283,7 @@ def pytest_collection_finish(session):
         MoleculeRuns.start(scenarios)
     if any(item.get_closest_marker("lab") for item in session.items):
         LabBuild.start()
+        Prefetch.start([item for item in session.items if item.get_closest_marker("lab")])
 
 
 @pytest.fixture(scope="session")
@@ -277,7 +302,7 @@ def lab():
 
 def pytest_sessionfinish(session, exitstatus):
     # A run stopped before its tests needed them (-x, an interrupt): end the background work.
-    for proc in (LabBuild.proc, MoleculeRuns.current):
+    for proc in (LabBuild.proc, MoleculeRuns.current, *Prefetch.procs.values()):
         if proc is not None and proc.poll() is None:
             proc.terminate()
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 from airflow_api import Airflow
-from conftest import LAB_SECRETS, ROOT, assert_refused, on, playbook, recap, run, why
+from conftest import LAB_SECRETS, ROOT, Prefetch, assert_refused, on, playbook, recap, run, why
 
 pytestmark = pytest.mark.lab
 
@@ -22,6 +22,10 @@ OLD, NEW = "3.2.2", "3.3.2"
 CANARY = "scalecorp_canary"
 AIRFLOW_HOSTS = ("lab-api1", "lab-api2", "lab-wk1", "lab-wk2")
 BACKUP_HOST = "lab-lb1"
+
+
+# The old version's wheelhouse, downloaded while the earlier tests run (conftest Prefetch).
+PREFETCH = {f"wheelhouse-{OLD}": [sys.executable, str(ROOT / "tools/wheelhouse.py"), OLD]}
 
 
 def secrets_digest() -> str:
@@ -44,7 +48,8 @@ def record() -> dict:
 @pytest.fixture(scope="module")
 def old_cluster(lab):
     """The lab at Airflow 3.2.2 on a new metadata database, with two canary runs done."""
-    wheels = run([sys.executable, str(ROOT / "tools/wheelhouse.py"), OLD], timeout=1800)
+    Prefetch.wait(f"wheelhouse-{OLD}")
+    wheels = run([sys.executable, str(ROOT / "tools/wheelhouse.py"), OLD], timeout=1800)  # at once when prefetched
     assert wheels.returncode == 0, why(wheels)
     reset = playbook("tests/playbooks/airflow_reset.yml")
     assert reset.returncode == 0, why(reset)

@@ -64,8 +64,12 @@ def main() -> int:
         if proc.returncode != 0:
             sys.stderr.write(proc.stdout + proc.stderr)
             return proc.returncode
-        with tarfile.open(out, "w:gz", compresslevel=1) as tar:
+        # Packed beside, then renamed: a reader (or a second build running at once) never
+        # sees a half-written tarball.
+        packed = Path(tmp) / out.name
+        with tarfile.open(packed, "w:gz", compresslevel=1) as tar:
             tar.add(target, arcname=target.name)
+        packed.replace(out)
     stamp.write_text(digest + "\n")
     count = sum(1 for line in lock.read_text().splitlines() if line and not line.startswith("#"))
     took = time.monotonic() - started
