@@ -214,10 +214,11 @@ def test_prometheus_and_alertmanager_refuse_requests_without_credentials(healthy
 def canary_ran(healthy):
     """The canary DAG has run (after the dashboards' series were first scraped)."""
     before = prom(f'airflow_dag_run_total{{dag_id="{CANARY}",state="success"}}')
+    ended = prom(f'airflow_dag_run_ended_total{{dag_id="{CANARY}",state="success"}}')
     api = Airflow(first("loadbalancer"))
     run_id = api.trigger(CANARY)
     assert api.wait_for_run(CANARY, run_id) == "success"
-    return {"before": max((value(s) for s in before), default=0.0)}
+    return {"before": max((value(s) for s in before), default=0.0), "ended_before": max((value(s) for s in ended), default=0.0)}
 
 
 def test_seed_series_have_real_values(canary_ran):
@@ -230,6 +231,18 @@ def test_seed_series_have_real_values(canary_ran):
         timeout=60,
     )
     assert runs
+    # ... and it was counted once as ended (the counter the failure-rate alert reads), within
+    # the exporter's lag behind the database's clock (30 s) and a scrape.
+    ended = wait_for(
+        "the canary's run counted in airflow_dag_run_ended_total",
+        lambda: [
+            value(s)
+            for s in prom(f'airflow_dag_run_ended_total{{dag_id="{CANARY}",state="success"}}')
+            if value(s) >= canary_ran["ended_before"] + 1
+        ],
+        timeout=120,
+    )
+    assert ended
 
     # Task durations: every canary task that ran has a positive duration, in seconds.
     durations = wait_for(

@@ -29,6 +29,7 @@ CACHE = ROOT / ".cache/promtool"
 # The Prometheus series the project knows of: the seed's names and what the exporters serve.
 SEED_SERIES = {
     "airflow_dag_run_total",
+    "airflow_dag_run_ended_total",
     "airflow_task_duration_seconds",
     "airflow_scheduler_heartbeat",
     "airflow_celery_queue_length",

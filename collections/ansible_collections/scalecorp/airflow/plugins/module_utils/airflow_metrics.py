@@ -7,7 +7,8 @@ the collection's Airflow signals exporter (role `signals_exporter`):
 
 - `database_metrics()`: in one read-only session of the metadata database (as
   `airflow_monitor`), the age of each scheduler's last heartbeat, the slots of
-  every pool, and the DAG runs by DAG and state;
+  every pool, the DAG runs by DAG and state (rows: a gauge), and, with an
+  `EndedRuns`, the runs that ended since the exporter started (a counter);
 - `sentinel_views()`: which master each Redis Sentinel names now, so that
   Sentinels that disagree (a split brain in the making) can be alerted on.
 
@@ -48,13 +49,64 @@ DAG_SQL = "SELECT dag_id FROM dag"
 DAG_RUN_STATES = ("queued", "running", "success", "failed")
 
 
-def database_metrics(dsn: str, scheduler_window: float = SCHEDULER_WINDOW_SECONDS) -> dict:
+# The states a run ends in, each counted once when its end_date passes.
+ENDED_STATES = ("success", "failed")
+# How far behind the database's clock the count runs: a run whose end is written
+# (by a scheduler host, with that host's clock) a little late, or with a clock a
+# little behind, is still counted. More than chrony's skew and a commit's delay.
+ENDED_LAG_SECONDS = 30
+ENDED_UPTO_SQL = "SELECT now() - make_interval(secs => %s)"
+ENDED_SQL = """
+SELECT dag_id, state, count(*) FROM dag_run
+WHERE state IN ('success', 'failed') AND end_date > %s AND end_date <= %s
+GROUP BY dag_id, state
+"""
+
+
+class EndedRuns:
+    """DAG runs that ended, per (dag_id, state), counted once each: a Prometheus counter.
+
+    The rows of dag_run are not one: `airflow db clean`, a restore or a deleted run
+    lower them, and increase() would read each fall as a counter reset and count
+    the remaining rows again (a failure-rate alert on a healthy cluster). Here
+    each scrape counts the runs whose end_date falls between the last scrape's
+    mark and now (less ENDED_LAG_SECONDS), and moves the mark: deleting or
+    restoring history never changes the count, and the count starts at 0 for
+    every DAG and state when the exporter starts (increase() sees every run after).
+    """
+
+    def __init__(self, lag: float = ENDED_LAG_SECONDS) -> None:
+        self.lag = float(lag)
+        self.mark = None  # the database time counted up to
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def update(self, cur, dag_ids) -> dict[tuple[str, str], int]:
+        """Count the runs that ended since the last call (none on the first); the counts."""
+        cur.execute(ENDED_UPTO_SQL, (self.lag,))
+        upto = cur.fetchone()[0]
+        found: list[tuple] = []
+        if self.mark is not None and upto > self.mark:
+            cur.execute(ENDED_SQL, (self.mark, upto))
+            found = cur.fetchall()
+        # Only once every query has answered: a failed scrape counts nothing and moves nothing.
+        for dag_id, state, count in found:
+            key = (str(dag_id), str(state))
+            self.counts[key] = self.counts.get(key, 0) + int(count)
+        if self.mark is None or upto > self.mark:
+            self.mark = upto
+        for dag_id in dag_ids:
+            for state in ENDED_STATES:
+                self.counts.setdefault((str(dag_id), state), 0)
+        return dict(self.counts)
+
+
+def database_metrics(dsn: str, scheduler_window: float = SCHEDULER_WINDOW_SECONDS, ended: EndedRuns | None = None) -> dict:
     """Scheduler heartbeats, pool slots and DAG runs, in one read-only session.
 
     Returns {'scheduler_heartbeat_age': {hostname: seconds},
     'pools': {pool: {'slots', 'running', 'queued', 'deferred'}},
-    'dag_runs': {(dag_id, state): count}}. Raises SignalError when the
-    database cannot be read.
+    'dag_runs': {(dag_id, state): rows}, 'dag_runs_ended': {(dag_id, state): count}
+    (empty without `ended`)}. Raises SignalError when the database cannot be read.
     """
     with metadata_cursor(dsn, "read the metadata database") as cur:
         cur.execute(SCHEDULER_SQL, (float(scheduler_window),))
@@ -65,10 +117,12 @@ def database_metrics(dsn: str, scheduler_window: float = SCHEDULER_WINDOW_SECOND
             for pool, slots, running, queued, deferred in cur.fetchall()
         }
         cur.execute(DAG_SQL)
-        dag_runs = {(str(dag_id), state): 0 for (dag_id,) in cur.fetchall() for state in DAG_RUN_STATES}
+        dag_ids = [str(dag_id) for (dag_id,) in cur.fetchall()]
+        dag_runs = {(dag_id, state): 0 for dag_id in dag_ids for state in DAG_RUN_STATES}
         cur.execute(DAG_RUN_SQL)
         dag_runs.update({(str(dag_id), str(state)): int(count) for dag_id, state, count in cur.fetchall()})
-    return {"scheduler_heartbeat_age": heartbeats, "pools": pools, "dag_runs": dag_runs}
+        dag_runs_ended = ended.update(cur, dag_ids) if ended is not None else {}
+    return {"scheduler_heartbeat_age": heartbeats, "pools": pools, "dag_runs": dag_runs, "dag_runs_ended": dag_runs_ended}
 
 
 def sentinel_views(

@@ -83,6 +83,7 @@ class AirflowCollector:
         self.config = config
         self.sentinels = [(s.rpartition(":")[0], int(s.rpartition(":")[2])) for s in config["sentinels"]]
         self.lock = threading.Lock()
+        self.ended = airflow_metrics.EndedRuns()  # a counter: lives as long as the exporter
 
     def _timed(self, source, fn, durations, up, errors):
         start = time.monotonic()
@@ -97,7 +98,7 @@ class AirflowCollector:
         return result
 
     def collect(self):
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         c = self.config
         durations: dict[str, float] = {}
@@ -123,7 +124,7 @@ class AirflowCollector:
             db = self._timed(
                 "database",
                 lambda: airflow_metrics.database_metrics(
-                    c["dsn"], c.get("scheduler_window_seconds", airflow_metrics.SCHEDULER_WINDOW_SECONDS)
+                    c["dsn"], c.get("scheduler_window_seconds", airflow_metrics.SCHEDULER_WINDOW_SECONDS), self.ended
                 ),
                 durations,
                 up,
@@ -185,6 +186,13 @@ class AirflowCollector:
             for (dag_id, state), count in sorted(db["dag_runs"].items()):
                 g.add_metric([dag_id, state], count)
             yield g
+            # Rates and the failure alert use this one: deleted or restored history never moves it.
+            ended = CounterMetricFamily(
+                "airflow_dag_run_ended", "DAG runs that ended, by DAG and state, since the exporter started", labels=["dag_id", "state"]
+            )
+            for (dag_id, state), count in sorted(db["dag_runs_ended"].items()):
+                ended.add_metric([dag_id, state], count)
+            yield ended
         if views is not None:
             s_up = GaugeMetricFamily("airflow_redis_sentinel_up", "1 when the Sentinel answered with a master", labels=["sentinel"])
             s_master = GaugeMetricFamily(
