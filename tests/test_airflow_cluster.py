@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 import requests
 from airflow_api import Airflow, container_ip
-from conftest import lab_secrets, on, why
+from conftest import lab_secrets, on, run, why
 
 pytestmark = pytest.mark.lab
 CANARY = "scalecorp_canary"
@@ -39,9 +40,14 @@ def test_every_component_runs_where_the_inventory_puts_it(lab):
             assert unit_state(host, unit) == "active", f"{unit} on {host}"
 
 
+# Configuration as code in the lab inventory (inventories/lab/group_vars/all/lab.yml):
+# the canary's last task reads this connection and variable as any task does.
+CONNECTION, VARIABLE = "scalecorp_metadata_ro", "scalecorp_environment"
+
+
 @pytest.fixture(scope="module")
 def canary_run(api) -> str:
-    run_id = api.trigger(CANARY)
+    run_id = api.trigger(CANARY, conf={"connection": CONNECTION, "variable": VARIABLE})
     assert api.wait_for_run(CANARY, run_id) == "success"
     return run_id
 
@@ -87,6 +93,56 @@ def test_task_logs_are_read_in_the_api_from_each_worker_host_also_with_its_worke
     finally:
         for unit in stopped:
             systemctl(host, "start", unit)
+
+
+def test_declared_connections_variables_and_pools_reach_the_api_and_the_tasks(api, canary_run):
+    secrets = lab_secrets()
+    conn = api.get(f"/api/v2/connections/{CONNECTION}")
+    assert (conn["conn_type"], conn["port"], conn["login"], conn["schema"]) == ("postgres", 5432, "airflow_monitor", "airflow")
+    assert json.loads(conn["extra"]) == {"sslmode": "verify-full"}
+    assert conn.get("password") in (None, "", "***")  # the API never hands a password out
+    assert api.get(f"/api/v2/variables/{VARIABLE}")["value"] == "lab"
+    assert json.loads(api.get("/api/v2/variables/scalecorp_limits")["value"]) == {"max_workers": 12}
+    pool = api.get("/api/v2/pools/scalecorp_lab")
+    assert (pool["slots"], pool["description"]) == (4, "lab: configuration as code")
+    # A task read them through the Execution API (the canary's last task prints what it got).
+    text = api.task_log(CANARY, canary_run, "collect")
+    assert f"CANARY connection {CONNECTION}: type postgres host {conn['host']} port 5432 login airflow_monitor" in text, text[-2000:]
+    assert f"CANARY variable {VARIABLE}: lab" in text, text[-2000:]
+    assert secrets["postgresql_monitor_password"] not in text
+
+
+def test_objects_module_plans_in_check_mode_applies_and_removes(lab):
+    """scalecorp.airflow.airflow_objects on the first scheduler, as site.yml runs it: check mode
+    reports without writing, a run writes, the same run again finds nothing, state=absent removes.
+    A pool the inventory does not declare, so the declared ones (and site.yml's changed=0) stay."""
+    host = "lab-api1"
+
+    def objects(pools: list, *options: str) -> dict:
+        args = json.dumps({"pools": pools})
+        cmd = ["ansible", host, "-b", "-m", "scalecorp.airflow.airflow_objects", "-a", args, *options]
+        proc = run(cmd, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+        assert proc.returncode == 0, why(proc)
+        return json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"][host]
+
+    def pool_exists() -> bool:
+        out = on(host, "/usr/local/bin/airflow", "pools", "list", "--output", "json").stdout
+        return "scalecorp_probe" in out
+
+    probe = [{"name": "scalecorp_probe", "slots": 2}]
+    try:
+        planned = objects(probe, "--check")
+        assert planned["changed"] and planned["changes"] == ["pool scalecorp_probe: create"], planned
+        assert not pool_exists()
+        applied = objects(probe)
+        assert applied["changed"] and applied["changes"] == ["pool scalecorp_probe: create"], applied
+        assert pool_exists()
+        again = objects(probe)
+        assert not again["changed"] and again["changes"] == [], again
+    finally:
+        gone = objects([{"name": "scalecorp_probe", "state": "absent"}])
+    assert gone["changes"] == ["pool scalecorp_probe: delete"], gone
+    assert not pool_exists()
 
 
 def test_api_refuses_requests_without_a_token(api):

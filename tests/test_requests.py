@@ -37,6 +37,17 @@ CASES = {
         ["-e", "airflow_version=9.9.9"],
         ["No lockfile for Airflow 9.9.9 on any Python", "3.3.2 (Python 3.11)"],
     ),
+    # Configuration as code: a malformed entry is named with what to fix, and no value is shown.
+    "site-malformed-connection": (
+        "site.yml",
+        ["-e", '{"airflow_connections": [{"conn_id": "warehouse", "port": "eighty", "password": "hunter2-never-shown"}]}'],
+        ["airflow_connections warehouse: conn_type is required", "port must be a number from 1 to 65535"],
+    ),
+    "site-pool-declared-twice": (
+        "site.yml",
+        ["-e", '{"airflow_pools": [{"name": "etl", "slots": 4}, {"name": "etl", "slots": 8}]}'],
+        ["airflow_pools etl: declared twice"],
+    ),
     "upgrade-unknown-version": ("upgrade.yml", ["-e", "airflow_version=9.9.9"], ["No lockfile for Airflow 9.9.9 on any Python"]),
 }
 
@@ -47,6 +58,7 @@ def test_bad_request_is_refused_before_any_host_is_contacted(case):
     # The runbook as users name it: the repository root's import of the collection's playbook.
     proc = playbook(name, *args)
     assert_refused(proc, *messages, "Nothing was changed", not_reached=NOT_CONTACTED)
+    assert "hunter2-never-shown" not in proc.stdout + proc.stderr
 
 
 def test_the_command_as_typed_from_the_repository_root():
