@@ -169,11 +169,13 @@ class LabBuild:
     proc: subprocess.Popen | None = None
     log: Path | None = None
     result: subprocess.CompletedProcess | None = None
+    started = 0.0
     cmd = ["make", "--no-print-directory", "lab"]
 
     @classmethod
     def start(cls) -> None:
         if cls.proc is None and cls.result is None and shutil.which("docker"):
+            cls.started = time.monotonic()
             cls.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"scalecorp-make-lab-{os.getpid()}.log"
             out = cls.log.open("w")
             cls.proc = subprocess.Popen(cls.cmd, cwd=ROOT, env=env(), text=True, stdout=out, stderr=subprocess.STDOUT)
@@ -194,6 +196,7 @@ class LabBuild:
             output = cls.log.read_text()
             cls.log.unlink(missing_ok=True)
             cls.result = subprocess.CompletedProcess(cls.cmd, cls.proc.returncode, output, "")
+            log_command(cls.cmd, time.monotonic() - cls.started, cls.proc.returncode)
             PLAYBOOK_OUTPUTS.append(output)
             print(f"$ {' '.join(cls.cmd)} (started when the session began)\n--- rc={cls.proc.returncode}\n{output[-20000:]}")
         return cls.result
@@ -221,6 +224,7 @@ class MoleculeRuns:
     def _run_all(cls, scenarios: list[str]) -> None:
         for name in scenarios:
             cmd = cls.cmd(name)
+            started = time.monotonic()
             try:
                 cls.current = subprocess.Popen(cmd, cwd=ROOT, env=env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                 out, err = cls.current.communicate(timeout=2400)
@@ -230,6 +234,7 @@ class MoleculeRuns:
                 out, err = cls.current.communicate()
                 cls.results[name] = subprocess.CompletedProcess(cmd, -1, out, err + "\ntimed out after 2400 s")
             finally:
+                log_command(cmd, time.monotonic() - started, cls.results[name].returncode if name in cls.results else -1)
                 cls.done[name].set()
         cls.current = None
 
