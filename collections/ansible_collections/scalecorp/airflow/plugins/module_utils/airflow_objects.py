@@ -234,43 +234,34 @@ with create_session() as session:
                       for p in session.query(Pool)},
         }
     else:
-        objects = request["objects"]
-        for conn_id, form in objects.get("connections", {}).items():
-            row = session.query(Connection).filter(Connection.conn_id == conn_id).one_or_none()
-            if form is None:
-                if row is not None:
-                    session.delete(row)
-                continue
-            if row is None:
-                row = Connection(conn_id=conn_id, conn_type=form["conn_type"])
-                session.add(row)
-            row.conn_type = form["conn_type"]
-            row.description, row.host, row.schema, row.login = form["description"], form["host"], form["schema"], form["login"]
-            row.port = form["port"]
-            row.password = form["password"]
-            row.extra = form["extra"]
-        for key, form in objects.get("variables", {}).items():
-            row = session.query(Variable).filter(Variable.key == key).one_or_none()
-            if form is None:
-                if row is not None:
-                    session.delete(row)
-                continue
-            if row is None:
-                row = Variable(key=key, val=form["value"], description=form["description"])
-                session.add(row)
-            else:
-                row.set_val(form["value"])
-                row.description = form["description"]
-        for name, form in objects.get("pools", {}).items():
-            row = session.query(Pool).filter(Pool.pool == name).one_or_none()
-            if form is None:
-                if row is not None:
-                    session.delete(row)
-                continue
-            if row is None:
-                row = Pool(pool=name, slots=form["slots"], include_deferred=form["include_deferred"])
-                session.add(row)
+        def set_connection(row, form):
+            row.conn_type, row.description, row.host, row.schema = form["conn_type"], form["description"], form["host"], form["schema"]
+            row.login, row.port, row.password, row.extra = form["login"], form["port"], form["password"], form["extra"]
+
+        def set_variable(row, form):
+            row.set_val(form["value"])
+            row.description = form["description"]
+
+        def set_pool(row, form):
             row.slots, row.description, row.include_deferred = form["slots"], form["description"], form["include_deferred"]
+
+        kinds = {
+            "connections": (Connection, Connection.conn_id, lambda n, f: Connection(conn_id=n, conn_type=f["conn_type"]), set_connection),
+            "variables": (Variable, Variable.key, lambda name, f: Variable(key=name), set_variable),
+            "pools": (Pool, Pool.pool, lambda name, f: Pool(pool=name, include_deferred=False), set_pool),
+        }
+        for kind, forms in request["objects"].items():
+            model, column, make, update = kinds[kind]
+            for name, form in forms.items():
+                row = session.query(model).filter(column == name).one_or_none()
+                if form is None:
+                    if row is not None:
+                        session.delete(row)
+                    continue
+                if row is None:
+                    row = make(name, form)
+                    session.add(row)
+                update(row, form)
         out = {"applied": True}
 print("SCALECORP-JSON " + json.dumps(out))
 """

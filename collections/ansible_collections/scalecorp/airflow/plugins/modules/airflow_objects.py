@@ -19,26 +19,42 @@ description:
     The logic lives in C(module_utils/airflow_objects.py).
 options:
   connections:
-    description:
-      - Connections, each with C(conn_id) and C(conn_type) and any of C(description), C(host), C(schema), C(login),
-        C(password), C(port), C(extra) (a mapping), C(state) (C(present) or C(absent)).
+    description: Connections; each is the whole truth about its connection (a field left out is unset).
     type: list
     elements: dict
     default: []
+    suboptions:
+      conn_id: {description: The connection id., type: str, required: true}
+      conn_type: {description: "Its type (postgres, http, aws, ...); required unless O(connections[].state=absent).", type: str}
+      description: {description: What it is for., type: str}
+      host: {description: Host., type: str}
+      schema: {description: Schema or database., type: str}
+      login: {description: Login., type: str}
+      password: {description: Password (never shown)., type: str}
+      port: {description: Port (1 to 65535)., type: raw}
+      extra: {description: "Extra settings: a mapping or its JSON text (never shown).", type: raw}
+      state: {description: C(absent) removes it., type: str, default: present, choices: [present, absent]}
   variables:
-    description:
-      - Variables, each with C(key) and C(value) (text, or any value, stored as JSON), optional C(description)
-        and C(state).
+    description: Variables.
     type: list
     elements: dict
     default: []
+    suboptions:
+      key: {description: The variable's key., type: str, required: true}
+      value: {description: "Its value: text, or any value, stored as JSON (never shown).", type: raw}
+      description: {description: What it is for., type: str}
+      state: {description: C(absent) removes it., type: str, default: present, choices: [present, absent]}
   pools:
-    description:
-      - Pools, each with C(name) and C(slots) (-1 for unlimited), optional C(description), C(include_deferred)
-        and C(state). Airflow's C(default_pool) may be declared to set its slots, not removed.
+    description: Pools. Airflow's C(default_pool) may be declared to set its slots, not removed.
     type: list
     elements: dict
     default: []
+    suboptions:
+      name: {description: The pool's name., type: str, required: true}
+      slots: {description: "Its slots, -1 for unlimited.", type: raw}
+      description: {description: What it is for., type: str}
+      include_deferred: {description: Whether deferred tasks take slots., type: bool, default: false}
+      state: {description: C(absent) removes it., type: str, default: present, choices: [present, absent]}
   airflow_command:
     description: The role's C(airflow) wrapper, which runs the virtualenv's programs as the airflow user with its environment.
     type: path
@@ -112,11 +128,52 @@ def run_airflow(module: AnsibleModule, request: dict) -> dict:
 
 
 def main() -> None:
+    # Only the secrets are no_log: Ansible masks a no_log value wherever it appears in the
+    # output, and the names of what changed must stay readable. Types are raw: problems()
+    # checks them and says what to fix.
+    state = {"type": "str", "default": "present", "choices": list(objects.STATES)}
     module = AnsibleModule(
         argument_spec={
-            "connections": {"type": "list", "elements": "dict", "default": [], "no_log": True},
-            "variables": {"type": "list", "elements": "dict", "default": [], "no_log": True},
-            "pools": {"type": "list", "elements": "dict", "default": []},
+            "connections": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "conn_id": {"type": "str", "required": True},
+                    "conn_type": {"type": "str"},
+                    "description": {"type": "str"},
+                    "host": {"type": "str"},
+                    "schema": {"type": "str"},
+                    "login": {"type": "str"},
+                    "password": {"type": "str", "no_log": True},
+                    "port": {"type": "raw"},
+                    "extra": {"type": "raw", "no_log": True},
+                    "state": state,
+                },
+            },
+            "variables": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "key": {"type": "str", "required": True, "no_log": False},
+                    "value": {"type": "raw", "no_log": True},
+                    "description": {"type": "str"},
+                    "state": state,
+                },
+            },
+            "pools": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "name": {"type": "str", "required": True},
+                    "slots": {"type": "raw"},
+                    "description": {"type": "str"},
+                    "include_deferred": {"type": "bool", "default": False},
+                    "state": state,
+                },
+            },
             "airflow_command": {"type": "path", "default": "/usr/local/bin/airflow"},
         },
         supports_check_mode=True,
