@@ -95,7 +95,7 @@ def test_task_logs_are_read_in_the_api_from_each_worker_host_also_with_its_worke
             systemctl(host, "start", unit)
 
 
-def test_declared_connections_variables_and_pools_reach_the_api_and_the_tasks(api, canary_run):
+def test_declared_connections_variables_pools_and_environment_reach_the_api_and_the_tasks(api, canary_run):
     secrets = lab_secrets()
     conn = api.get(f"/api/v2/connections/{CONNECTION}")
     assert (conn["conn_type"], conn["port"], conn["login"], conn["schema"]) == ("postgres", 5432, "airflow_monitor", "airflow")
@@ -109,6 +109,9 @@ def test_declared_connections_variables_and_pools_reach_the_api_and_the_tasks(ap
     text = api.task_log(CANARY, canary_run, "collect")
     assert f"CANARY connection {CONNECTION}: type postgres host {conn['host']} port 5432 login airflow_monitor" in text, text[-2000:]
     assert f"CANARY variable {VARIABLE}: lab" in text, text[-2000:]
+    # airflow_extra_env reaches the tasks (the worker units' environment) and the airflow command.
+    assert "CANARY environment SCALECORP_CLUSTER=lab" in text, text[-2000:]
+    assert on("lab-api1", "/usr/local/bin/airflow", "config", "get-value", "scalecorp", "cluster").stdout.strip() == "lab"
     assert secrets["postgresql_monitor_password"] not in text
 
 

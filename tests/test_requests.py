@@ -48,6 +48,11 @@ CASES = {
         ["-e", '{"airflow_pools": [{"name": "etl", "slots": 4}, {"name": "etl", "slots": 8}]}'],
         ["airflow_pools etl: declared twice"],
     ),
+    "site-extra-env-unquotable": (
+        "site.yml",
+        ["-e", '{"airflow_extra_env": {"VAULT_TOKEN": "hunter2-never-shown$", "2FA": "x"}}'],
+        ["airflow_extra_env VAULT_TOKEN: the value holds a newline, quote, backslash, dollar or backtick", "airflow_extra_env '2FA'"],
+    ),
     "upgrade-unknown-version": ("upgrade.yml", ["-e", "airflow_version=9.9.9"], ["No lockfile for Airflow 9.9.9 on any Python"]),
 }
 

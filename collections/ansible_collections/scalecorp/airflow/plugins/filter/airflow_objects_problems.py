@@ -15,7 +15,8 @@ description:
     malformed entry before any host is contacted. Never shows a value.
 options:
   _input:
-    description: The declared objects, C({connections, variables, pools}), each a list of entries.
+    description: The declared objects, C({connections, variables, pools}), each a list of entries, and
+      optionally C(env), the role's C(airflow_extra_env) mapping (names and values checked, names only shown).
     type: dict
     required: true
 """
@@ -26,7 +27,7 @@ EXAMPLES = r"""
     that: problems | length == 0
     fail_msg: "{{ problems | join('; ') }}"
   vars:
-    problems: "{{ {'connections': airflow_connections, 'variables': airflow_variables, 'pools': airflow_pools}
+    problems: "{{ {'connections': airflow_connections, 'variables': airflow_variables, 'pools': airflow_pools, 'env': airflow_extra_env}
                   | scalecorp.airflow.airflow_objects_problems }}"
 """
 
@@ -37,12 +38,13 @@ _value:
   elements: str
 """
 
-from ansible_collections.scalecorp.airflow.plugins.module_utils.airflow_objects import problems
+from ansible_collections.scalecorp.airflow.plugins.module_utils.airflow_objects import env_problems, problems
 
 
 def _airflow_objects_problems(declared):
     declared = dict(declared or {})
-    return problems(declared.get("connections"), declared.get("variables"), declared.get("pools"))
+    found = problems(declared.get("connections"), declared.get("variables"), declared.get("pools"))
+    return found + env_problems(declared.get("env"))
 
 
 class FilterModule:

@@ -112,6 +112,31 @@ def _entry_problems(kind: str, where: str, entry: dict) -> list[str]:
     return found
 
 
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_RESERVED = ("AIRFLOW_HOME", "AIRFLOW_CONFIG")
+ENV_FORBIDDEN = re.compile(r'[\n\r"\\$`]')
+
+
+def env_problems(env) -> list[str]:
+    """What is wrong with airflow_extra_env (written quoted to airflow.env, which systemd and sh
+    both read): names only in the messages, the values may be secrets."""
+    if env is None:
+        return []
+    if not isinstance(env, dict):
+        return [f"airflow_extra_env must be a mapping of NAME: value, not {type(env).__name__}"]
+    found = []
+    for name, value in env.items():
+        if not isinstance(name, str) or not ENV_NAME.match(name):
+            found.append(f"airflow_extra_env {name!r}: a name is letters, digits and underscores, not starting with a digit")
+        elif name in ENV_RESERVED:
+            found.append(f"airflow_extra_env {name}: set by the role (airflow_home, airflow_config_dir)")
+        elif isinstance(value, (dict, list)) or value is None:
+            found.append(f"airflow_extra_env {name}: the value must be text or a number")
+        elif ENV_FORBIDDEN.search(str(value)):
+            found.append(f"airflow_extra_env {name}: the value holds a newline, quote, backslash, dollar or backtick")
+    return found
+
+
 def _text(value) -> str | None:
     return None if value is None or value == "" else str(value)
 

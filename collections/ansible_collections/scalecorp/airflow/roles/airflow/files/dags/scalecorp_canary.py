@@ -10,6 +10,7 @@ reaches the tasks.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from datetime import timedelta
@@ -44,6 +45,7 @@ def scalecorp_canary():
     def collect(results: list[str], params=None) -> list[str]:
         hosts = sorted({r.split(":", 1)[1] for r in results})
         print(f"CANARY ran {len(results)} tasks on hosts: {', '.join(hosts)}")
+        print(f"CANARY environment SCALECORP_CLUSTER={os.environ.get('SCALECORP_CLUSTER', '')}")  # airflow_extra_env
         if params.get("connection"):
             from airflow.sdk import Connection
 

@@ -110,3 +110,19 @@ def test_the_runner_result_is_found_among_airflow_warnings():
 
 def test_the_runner_is_valid_python():
     compile(objects.RUNNER, "airflow_objects runner", "exec")
+
+
+def test_extra_environment_names_and_values_that_the_env_file_cannot_hold():
+    assert objects.env_problems({"AIRFLOW__SECRETS__BACKEND": "x.y.Backend", "HTTPS_PROXY": "http://proxy:3128", "N": 3}) == []
+    found = objects.env_problems(
+        {"1BAD": "x", "AIRFLOW_HOME": "/tmp", "TOKEN": 'a"b', "DOLLAR": "$HOME", "LIST": ["a"], "OK": "fine s3cret"}
+    )
+    assert [f.split(":", maxsplit=1)[0] for f in found] == [
+        "airflow_extra_env '1BAD'",
+        "airflow_extra_env AIRFLOW_HOME",
+        "airflow_extra_env TOKEN",
+        "airflow_extra_env DOLLAR",
+        "airflow_extra_env LIST",
+    ]
+    assert not any("s3cret" in f or '"' in f.split(":", 1)[1] for f in found)
+    assert objects.env_problems("A=1") == ["airflow_extra_env must be a mapping of NAME: value, not str"]
