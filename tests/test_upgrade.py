@@ -164,4 +164,4 @@ def test_a_downgrade_across_the_migration_is_refused(old_cluster):
 
 def test_other_playbooks_refuse_to_change_the_version(old_cluster):
     proc = playbook("playbooks/site.yml", "-e", f"airflow_version={OLD}")
-    assert_refused(proc, f"runs Airflow {NEW}; this run asks for {OLD}", "playbooks/upgrade.yml")
+    assert_refused(proc, f"runs Airflow {NEW}; this run asks for {OLD}", f"ansible-playbook upgrade.yml -e airflow_version={OLD}")
