@@ -179,10 +179,10 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    found = objects.problems(p["connections"], p["variables"], p["pools"])
-    if found:
-        module.fail_json(msg="Fix airflow_connections, airflow_variables or airflow_pools: " + "; ".join(found))
-    wanted = objects.desired(p["connections"], p["variables"], p["pools"])
+    try:
+        wanted = objects.desired(p["connections"], p["variables"], p["pools"])  # checks them first
+    except ValueError as exc:
+        module.fail_json(msg=f"Fix airflow_connections, airflow_variables or airflow_pools: {exc}")
     if not any(wanted.values()):
         module.exit_json(changed=False, changes=[], plan=objects.plan(wanted, {}))
     current = run_airflow(module, {"action": "read"})
