@@ -384,6 +384,7 @@ def cmd_up(args: argparse.Namespace) -> None:
             "--label",
             f"{OWNER_LABEL}={owner}",
             *RUN_FLAGS,
+            *(["--cpu-shares", str(args.cpu_shares)] if args.cpu_shares else []),
             tag,
             "/lib/systemd/systemd",
         )
@@ -582,6 +583,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--inventory")
     p.add_argument("--release", default=DEFAULT_RELEASE, choices=RELEASES)
     p.add_argument("--exact-names", action="store_true", help="name containers exactly as the hosts (molecule)")
+    p.add_argument(
+        "--cpu-shares",
+        type=int,
+        default=int(os.environ.get("SCALECORP_LAB_CPU_SHARES") or 0),
+        help="the containers' CPU weight against others (docker's default 1024); the suite gives its molecule "
+        "hosts less, so that they use the CPU the lab leaves idle (default: $SCALECORP_LAB_CPU_SHARES or docker's)",
+    )
     p.add_argument("hosts", nargs="*", metavar="HOST[:RELEASE]")
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("summary")
