@@ -84,10 +84,16 @@ class Airflow:
         assert resp.status_code == 200, f"{dag_id}/{run_id} -> {state}: {resp.status_code} {resp.text[:300]}"
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        """The run's end state. A poll that times out is polled again (an API server busy
+        with a restart or a loaded host answers the next one); the run must still end
+        within `timeout`."""
         deadline = time.monotonic() + timeout
         state = "?"
         while time.monotonic() < deadline:
-            state = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            try:
+                state = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            except requests.Timeout as exc:
+                state = f"unknown (the last poll timed out: {exc})"
             if state in ("success", "failed"):
                 return state
             time.sleep(2)
