@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-LABEL = "scalecorp.lab"  # tools/lab.py LABEL
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from lab import docker, lab_containers  # noqa: E402  (tools/lab.py: the lab's containers)
 
 # Run inside each host: CPU ticks per (pid, unit) of the processes alive now.
 PROBE = r"""
@@ -41,15 +42,11 @@ print(json.dumps({'hz': os.sysconf('SC_CLK_TCK'), 'ticks': ticks}))
 """
 
 
-def docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
-
-
-def containers(name: str) -> dict[str, str]:
-    """container name -> full id, for the lab `name`."""
-    out = docker("ps", "--filter", f"label={LABEL}={name}", "--format", "{{.Names}} {{.ID}}")
-    names = dict(line.split() for line in out.splitlines())
-    return {n: docker("inspect", "-f", "{{.Id}}", short).strip() for n, short in names.items()}
+def container_ids(name: str) -> dict[str, str]:
+    """container name -> full id (its cgroup's name), for the running hosts of the lab `name`."""
+    fmt = "{{.State.Running}} {{.Id}}"
+    states = {c: docker("inspect", "-f", fmt, c).stdout.split() for c in lab_containers(name)}
+    return {c: cid for c, (running, cid) in states.items() if running == "true"}
 
 
 def cgroup_ns(cid: str) -> int:
@@ -63,7 +60,7 @@ def cgroup_ns(cid: str) -> int:
 
 
 def probe(container: str) -> dict:
-    return json.loads(docker("exec", container, "python3", "-c", PROBE))
+    return json.loads(docker("exec", container, "python3", "-c", PROBE).stdout)
 
 
 def main() -> None:
@@ -71,7 +68,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--name", default=os.environ.get("SCALECORP_LAB_NAME") or "lab")
     args = parser.parse_args()
-    hosts = containers(args.name)
+    hosts = container_ids(args.name)
     if not hosts:
         sys.exit(f"no running host of the lab {args.name!r}: make lab first")
     with ThreadPoolExecutor(len(hosts)) as pool:
