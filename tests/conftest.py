@@ -212,6 +212,7 @@ class MoleculeRuns:
 
     NICE = ["nice", "-n", "10"]
     CPU_SHARES = "256"  # docker's default is 1024 (tools/lab.py --cpu-shares)
+    TIMEOUT = 3600  # one scenario, at that priority
 
     results: dict[str, subprocess.CompletedProcess] = {}
     done: dict[str, threading.Event] = {}
@@ -240,12 +241,12 @@ class MoleculeRuns:
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                 )
-                out, err = cls.current.communicate(timeout=3600)
+                out, err = cls.current.communicate(timeout=cls.TIMEOUT)
                 cls.results[name] = subprocess.CompletedProcess(cmd, cls.current.returncode, out, err)
             except subprocess.TimeoutExpired:
                 cls.current.kill()
                 out, err = cls.current.communicate()
-                cls.results[name] = subprocess.CompletedProcess(cmd, -1, out, err + "\ntimed out after 3600 s")
+                cls.results[name] = subprocess.CompletedProcess(cmd, -1, out, err + f"\ntimed out after {cls.TIMEOUT} s")
             finally:
                 log_command(cmd, time.monotonic() - started, cls.results[name].returncode if name in cls.results else -1)
                 cls.done[name].set()

@@ -4,9 +4,9 @@ The roles swap, the old primary streams from the new one, no committed row is
 lost, and Airflow follows the new primary; site.yml follows the running primary
 instead of the inventory's. (The role's ordering of restarts when the connection
 budget is raised and lowered on a running cluster is proven by the molecule
-scenario `postgresql`.) The module runs among the last (conftest.LAST_MODULES) and leaves the standby as the
-primary: a lab kept after the session (SCALECORP_KEEP_LAB=1) runs that way, as a
-cluster does after a real switchover.
+scenario `postgresql`.) The module runs among the last (conftest.LAST_MODULES)
+and leaves the standby as the primary: a lab kept after the session
+(SCALECORP_KEEP_LAB=1) runs that way, as a cluster does after a real switchover.
 """
 
 from __future__ import annotations
@@ -64,12 +64,6 @@ def wait_for_row(host: str, sql: str, timeout: float = 5) -> float:
     pytest.fail(f"{sql!r} did not return 1 on {host} within {timeout} s")
 
 
-def switchover(*args: str):
-    proc = playbook("pg-switchover.yml", *args)
-    assert proc.returncode == 0, why(proc)
-    return proc
-
-
 def check_switched(old: str, new: str, rows: int) -> None:
     assert roles() == {old: "standby", new: "primary"}
     # The old primary streams from the new one, through its slot.
@@ -109,7 +103,8 @@ def test_switchover_loses_no_committed_row_and_site_follows_the_new_primary(clus
     psql(primary, f"INSERT INTO {PROBE} (note) SELECT 'before ' || g FROM generate_series(1, 500) g")
     wait_for_row(standby, f"SELECT (count(*) = 500)::int FROM {PROBE}")
 
-    proc = switchover()
+    proc = playbook("pg-switchover.yml")
+    assert proc.returncode == 0, why(proc)
     assert f"switchover: {primary} -> {standby}" in proc.stdout
     check_switched(primary, standby, rows=500)
     # The inventory still names the old primary: site.yml follows the running cluster
